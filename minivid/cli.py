@@ -1,0 +1,120 @@
+"""The `minivid` command: data samples, training, sampling and the method benchmark.
+
+    minivid data --out samples.gif         render Moving MNIST samples and print the data set's facts
+    minivid train diffusion --preset nano  train a model with the shared loop (minivid/train.py)
+    minivid sample diffusion --out clip.gif
+    minivid bench                          the standard protocol for every pretrained method
+
+Each model family registers itself in `minivid.families.FAMILIES`; this file knows none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_data(sub):
+    p = sub.add_parser("data", help="render Moving MNIST samples to a GIF/MP4 and print the data set's facts")
+    p.add_argument("--out", default="moving_mnist.gif", help="output file (.gif or .mp4)")
+    p.add_argument("--num", type=int, default=8, help="how many clips to render side by side")
+    p.add_argument("--set", dest="dataset", default="moving_mnist", help="which toy set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="train", choices=["train", "test"])
+    p.add_argument("--num-frames", type=int, default=20)
+    p.add_argument("--num-digits", type=int, default=2)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--fps", type=int, default=8)
+    p.set_defaults(func=_run_data)
+
+
+def _run_data(args):
+    from minivid import datasets_cli
+
+    return datasets_cli.run(args)
+
+
+def _add_family_commands(sub):
+    from minivid.families import FAMILIES
+
+    names = sorted(FAMILIES)
+    p = sub.add_parser("train", help=f"train a model family ({', '.join(names)}) with the shared training loop")
+    p.add_argument("family", choices=names)
+    p.add_argument("--preset", default=None, help="model size preset (see each model file's PRESETS)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="run folder for checkpoints and previews (default runs/FAMILY)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--init", default=None, help="family-specific initialisation (e.g. a checkpoint to start from)")
+    p.add_argument("--export", default=None, help="after training, write a shippable weights file here")
+    p.set_defaults(func=_run_train)
+
+    p = sub.add_parser("sample", help="sample a pretrained (or given) model to a GIF/MP4")
+    p.add_argument("family", choices=names)
+    p.add_argument("--out", default="sample.gif")
+    p.add_argument("--checkpoint", default=None, help="a run checkpoint or weights file (default: the shipped one)")
+    p.add_argument("--context", type=int, default=10, help="context frames from the standard test set (0: unconditional)")
+    p.add_argument("--num-frames", type=int, default=10, help="frames to generate")
+    p.add_argument("--num", type=int, default=4, help="how many clips")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (family default if omitted)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_run_sample)
+
+
+def _run_train(args):
+    from minivid.families import get_family
+
+    return get_family(args.family).train_cli(args)
+
+
+def _run_sample(args):
+    from minivid.families import get_family
+
+    return get_family(args.family).sample_cli(args)
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="the standard protocol for every pretrained method; prints a table")
+    p.add_argument("--num-clips", type=int, default=64, help="test clips (the README's table uses 256)")
+    p.add_argument("--methods", default=None, help="comma-separated subset of the pretrained methods")
+    p.add_argument("--json", default=None, help="also write the table as JSON here")
+    p.add_argument("--csv", default=None, help="also write the table as CSV here")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args):
+    from minivid import bench
+
+    return bench.run_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minivid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_data(sub)
+    _add_family_commands(sub)
+    _add_bench(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"minivid {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # python -m minivid.cli
+    sys.exit(main())

