@@ -1,0 +1,55 @@
+"""The install story: pyproject.toml and environment.yml declare the same packages, and the package data ships."""
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _env_pip_requirements() -> list[str]:
+    lines = (ROOT / "environment.yml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "- pip:")
+    reqs = []
+    for line in lines[start + 1 :]:
+        m = re.match(r"^\s+-\s+(.+?)\s*$", line)
+        if not m:
+            break
+        reqs.append(m.group(1))
+    return reqs
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pyproject = sorted(project["dependencies"], key=_name)
+    env = sorted((r for r in _env_pip_requirements() if r != "-e ."), key=_name)
+    assert [_name(r) for r in env] == [_name(r) for r in pyproject], "environment.yml and pyproject.toml list different packages"
+    assert env == pyproject, "environment.yml and pyproject.toml pin different versions"
+    assert "-e ." in _env_pip_requirements(), "environment.yml must install minivid itself"
+
+
+def test_torch_requirement_is_a_range():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_req = next(r for r in project["dependencies"] if _name(r) == "torch")
+    assert "==" not in torch_req and ">=" in torch_req, "keep torch a range real users can meet"
+
+
+def test_shipped_files_are_package_data():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    package_data = project["tool"]["setuptools"]["package-data"]
+    assert (ROOT / "minivid" / "assets" / "mnist_5k.npz").is_file()
+    assert "*.npz" in package_data["minivid.assets"]
+    assert {"*.pt", "*.json"} <= set(package_data["minivid.weights"])
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    m = re.search(r"<!-- TEST-COMMAND -->\s*```(?:bash|sh)?\n(.+?)\n```", readme, re.S)
+    assert m, "README must show the test command in a fenced block after <!-- TEST-COMMAND -->"
+    command = m.group(1).strip()
+    assert command in ci, f".ci/run must call exactly the README's test command: {command!r}"
