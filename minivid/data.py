@@ -151,10 +151,12 @@ def trajectories(indices, seed: int, num_frames: int, num_digits: int, speed: fl
     """
     idx = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
     b, d = idx.numel(), num_digits
-    start = torch.stack([_per_digit(seed, idx, d, 1), _per_digit(seed, idx, d, 2)], dim=-1)  # (b, d, 2)
-    theta = 2 * math.pi * _per_digit(seed, idx, d, 3)  # (b, d)
+    # float64 throughout: positions become integer pixel offsets, and float32 sin/cos differ between
+    # CPU and CUDA in the last bit, which is enough to move a digit by one pixel now and then.
+    start = torch.stack([_per_digit(seed, idx, d, 1), _per_digit(seed, idx, d, 2)], dim=-1).double()  # (b, d, 2)
+    theta = 2 * math.pi * _per_digit(seed, idx, d, 3).double()  # (b, d)
     velocity = speed * torch.stack([torch.sin(theta), torch.cos(theta)], dim=-1)  # (b, d, 2)
-    steps = torch.arange(num_frames, device=idx.device, dtype=torch.float32)  # (t,)
+    steps = torch.arange(num_frames, device=idx.device, dtype=torch.float64)  # (t,)
     unfolded = start[:, None] + steps[None, :, None, None] * velocity[:, None]  # (b, t, d, 2)
     positions = _reflect(unfolded)
     # Velocity after folding: the sign flips on every odd number of wall crossings.
@@ -213,8 +215,9 @@ def moving_mnist(
     pool = digit_pool(split, digits, device=idx.device)  # (n, 28, 28) uint8
     picks = (_per_digit(seed, idx, num_digits, 0) * len(pool)).long().clamp_max(len(pool) - 1)  # (b, d)
     images = pool[picks].float() / 255.0  # (b, d, 28, 28)
-    positions, _ = trajectories(idx, seed, num_frames, num_digits, speed)
-    offsets = (positions * (size - DIGIT_SIZE)).long()  # (b, t, d, 2), as int(r * (size - 28)) in the paper
+    # Trajectories are tiny; computing them on the CPU keeps every clip bit-identical across devices.
+    positions, _ = trajectories(idx.cpu(), seed, num_frames, num_digits, speed)
+    offsets = (positions * (size - DIGIT_SIZE)).long().to(idx.device)  # (b, t, d, 2), int(r * (size - 28)) as in the paper
     video = render(images, offsets, size)  # (b, t, h, w)
     return video[:, :, None]  # (b, t, 1, h, w)
 
