@@ -79,20 +79,57 @@ def _shipped_digits() -> tuple[np.ndarray, np.ndarray]:
         return data["images"], data["labels"]
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers within `timeout` seconds (so offline machines fail fast)."""
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _load_mnist_offline(split: str):
+    """MNIST from the local `datasets` cache only, never touching the network."""
+    import datasets
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        return datasets.load_dataset("ylecun/mnist", split=split)
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+
+
 def _full_mnist(split: str) -> np.ndarray:
-    """All of MNIST's `split` through `datasets`, if it is cached or reachable; else a clear error."""
+    """All of MNIST's `split` through `datasets`, if it is cached or reachable; else a clear error.
+
+    The cache is tried first with the network off; the Hub only when it answers a quick probe, so
+    a machine without network gets its answer in seconds rather than after minutes of retries.
+    """
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a dependency
         raise RuntimeError("digits='full' needs the `datasets` package") from exc
     try:
-        ds = datasets.load_dataset("ylecun/mnist", split=split)
-    except Exception as exc:
-        raise RuntimeError(
-            "digits='full' needs the MNIST data set from the Hugging Face Hub, which is neither "
-            "cached nor reachable here. Use digits='shipped' (5,000 digits inside minivid, offline) "
-            f"or digits='auto'. ({type(exc).__name__}: {exc})"
-        ) from exc
+        ds = _load_mnist_offline(split)
+    except Exception as cached_exc:
+        if not _hub_reachable():
+            raise RuntimeError(
+                "digits='full' needs the MNIST data set from the Hugging Face Hub, which is neither "
+                "cached nor reachable here. Use digits='shipped' (5,000 digits inside minivid, offline) "
+                f"or digits='auto'. ({type(cached_exc).__name__}: {cached_exc})"
+            ) from cached_exc
+        try:
+            ds = datasets.load_dataset("ylecun/mnist", split=split)
+        except Exception as exc:
+            raise RuntimeError(
+                "digits='full' could not download MNIST from the Hugging Face Hub. Use digits='shipped' "
+                f"(5,000 digits inside minivid, offline) or digits='auto'. ({type(exc).__name__}: {exc})"
+            ) from exc
     return np.stack([np.asarray(img, dtype=np.uint8) for img in ds["image"]])
 
 
@@ -168,18 +205,29 @@ def trajectories(indices, seed: int, num_frames: int, num_digits: int, speed: fl
 def render(images: torch.Tensor, offsets: torch.Tensor, size: int) -> torch.Tensor:
     """Paste sprites onto a blank canvas at integer offsets, combining overlaps by per-pixel max.
 
-    images: (b, d, s, s) float; offsets: (b, t, d, 2) integer (row, col) of each sprite's top-left.
-    Returns (b, t, size, size).
+    images: (b, d, s, s) float >= 0, the same sprite in every frame, or (b, t, d, s, s), one per frame;
+    offsets: (b, t, d, 2) integer (row, col) of each sprite's top-left.
+    Returns (b, t, size, size). Sprite pixels that fall outside the canvas are dropped.
+
+    Each sprite pixel is scattered to its canvas pixel with a max-reduction, so the work is
+    b*t*d*s*s (the sprites) rather than b*t*d*size*size (whole canvases), and max is
+    order-independent, so the result is exact and the same on every device.
     """
-    b, d, s, _ = images.shape
-    grid = torch.arange(size, device=images.device)
-    rows = grid[None, None, None, :] - offsets[..., 0:1]  # (b, t, d, size): sprite row under each canvas row
-    cols = grid[None, None, None, :] - offsets[..., 1:2]
-    inside = ((rows >= 0) & (rows < s))[..., :, None] & ((cols >= 0) & (cols < s))[..., None, :]
-    bi = torch.arange(b, device=images.device)[:, None, None, None, None]
-    di = torch.arange(d, device=images.device)[None, None, :, None, None]
-    patch = images[bi, di, rows.clamp(0, s - 1)[..., :, None], cols.clamp(0, s - 1)[..., None, :]]
-    return (patch * inside).amax(dim=2)  # (b, t, size, size)
+    b, t, d = offsets.shape[:3]
+    s = images.shape[-1]
+    ar = torch.arange(s, device=images.device)
+    rows = offsets[..., 0:1].to(images.device) + ar  # (b, t, d, s): canvas row of each sprite row
+    cols = offsets[..., 1:2].to(images.device) + ar  # (b, t, d, s): canvas col of each sprite col
+    frame = torch.arange(b * t, device=images.device).view(b, t, 1, 1, 1) * (size * size)
+    target = frame + rows[..., :, None] * size + cols[..., None, :]  # (b, t, d, s, s): flat canvas index
+    spare = b * t * size * size  # one extra slot collects the pixels that fall outside
+    if not bool(((offsets >= 0) & (offsets <= size - s)).all()):  # some sprite sticks out of the canvas
+        inside = ((rows >= 0) & (rows < size))[..., :, None] & ((cols >= 0) & (cols < size))[..., None, :]
+        target = torch.where(inside, target, spare)
+    canvas = images.new_zeros(spare + 1)
+    sprites = images.expand(b, t, d, s, s) if images.dim() == 5 else images[:, None].expand(b, t, d, s, s)
+    canvas.scatter_reduce_(0, target.reshape(-1), sprites.reshape(-1), reduce="amax")
+    return canvas[:spare].view(b, t, size, size)
 
 
 def _check_common(num_frames: int, num_digits: int, size: int, speed: float):

@@ -57,7 +57,7 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "diffusion": Family("diffusion", "minivid.models.unet3d", "small", 20_000, 32, 2e-4),
+    "diffusion": Family("diffusion", "minivid.video_diffusion", "small", 6_000, 64, 3e-4),
     "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 10_000, 32, 3e-4),
     "autoregressive": Family("autoregressive", "minivid.autoregressive", "small", 20_000, 32, 3e-4),
     "hybrid": Family("hybrid", "minivid.hybrid", "small", 20_000, 32, 2e-4),
@@ -72,6 +72,8 @@ def get_family(name: str) -> Family:
 
 def default_train_cli(family: Family, args) -> int:
     """`minivid train FAMILY`: the shared loop on Moving MNIST, then (optionally) a shippable export."""
+    import time
+
     import torch
 
     from minivid import checkpoints, data
@@ -90,11 +92,20 @@ def default_train_cli(family: Family, args) -> int:
         device=device,
         compile=args.compile,
         out_dir=args.out or f"runs/{family.name}",
+        max_minutes=getattr(args, "max_minutes", None),
     )
     trainer = Trainer(model, cfg, make_batch=make_batch)
+    start = time.perf_counter()
     trainer.fit()
+    seconds = time.perf_counter() - start
     if args.export:
-        checkpoints.export(trainer.ema_model(), family.name, args.export, preset=preset, recipe=" ".join(_argv()))
+        training = {"steps": trainer.step, "batch_size": cfg.batch_size, "seconds": round(seconds, 1),
+                    "clips_per_second": round(trainer.step * cfg.batch_size / max(seconds, 1e-9), 1), "device": device,
+                    "final_loss": trainer.history[-1]["loss_smooth"] if trainer.history else None}
+        if device.startswith("cuda"):
+            training["gpu"] = torch.cuda.get_device_name()
+        checkpoints.export(trainer.ema_model(), family.name, args.export, preset=preset, recipe=" ".join(_argv()),
+                           metrics={"training": training})
         print(f"wrote {args.export}")
     return 0
 

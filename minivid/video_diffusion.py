@@ -1,0 +1,165 @@
+"""Video diffusion with the 3D UNet: one model for prediction and unconditional generation.
+
+The network (`minivid/models/unet3d.py`) sees the noisy clip, the clean context frames and a mask
+saying which frames are given. Training draws a context length per clip (0 to `max_context`; 0
+with probability `p_uncond`, which is also what classifier-free guidance needs), noises the whole
+clip to one timestep, and scores only the frames to be generated. Sampling runs the shared loop
+in `minivid/diffusion.py` (DDIM, or DDPM with eta = 1) on the whole clip at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from minivid import diffusion
+from minivid.metrics import validate_video
+from minivid.models.unet3d import UNet3D, UNetConfig
+
+SAMPLERS = ("ddim", "ddpm")
+
+
+@dataclass(frozen=True)
+class Config:
+    base_channels: int = 48  # network width; see PRESETS for sizes
+    channel_mults: tuple = (1, 2, 2)  # after the 2x2 patch: 32x32 -> 16x16 -> 8x8
+    blocks_per_level: int = 2  # residual blocks per resolution (DDPM uses 2)
+    attention_levels: tuple = (2,)  # spatial attention at 8x8 only
+    heads: int = 4  # attention heads
+    patch: int = 2  # space-to-depth at the stem, lossless, ~4x cheaper than full resolution
+    num_frames: int = 20  # clip length trained on (Moving MNIST's 20): context + generated <= this
+    max_context: int = 10  # context lengths drawn in training: 0..10 (the protocol gives 10)
+    p_uncond: float = 0.1  # context dropped this often: an unconditional model for CFG and free samples
+    schedule: str = "cosine"  # Improved DDPM's schedule keeps the last steps informative at 64x64
+    diffusion_steps: int = 1000  # T, as in DDPM
+    prediction: str = "v"  # v-prediction is well-conditioned at both ends of the schedule
+    sample_steps: int = 20  # DDIM steps used by default (CPU-friendly; 50 is a little better)
+
+
+PRESETS = {
+    "nano": Config(base_channels=16, channel_mults=(1, 2), attention_levels=(1,), blocks_per_level=1),  # 0.21 M
+    "tiny": Config(base_channels=32),  # 2.0 M
+    "small": Config(base_channels=48),  # 4.5 M
+    "base": Config(base_channels=64),  # 8.0 M, the most the protocol's 10 M budget allows here
+}
+
+
+class Model(torch.nn.Module):
+    family = "diffusion"
+
+    def __init__(self, config: Config = Config()):
+        super().__init__()
+        if config.schedule not in diffusion.SCHEDULES:
+            raise ValueError(f"unknown schedule {config.schedule!r}; expected one of {diffusion.SCHEDULES}")
+        if config.prediction not in diffusion.PREDICTIONS:
+            raise ValueError(f"unknown prediction {config.prediction!r}; expected one of {diffusion.PREDICTIONS}")
+        self.config = config
+        self.net = UNet3D(
+            UNetConfig(
+                in_channels=3,
+                base_channels=config.base_channels,
+                channel_mults=tuple(config.channel_mults),
+                blocks_per_level=config.blocks_per_level,
+                attention_levels=tuple(config.attention_levels),
+                heads=config.heads,
+                patch=config.patch,
+                max_frames=config.num_frames,
+            )
+        )
+        betas = diffusion.make_betas(config.schedule, config.diffusion_steps)
+        self.register_buffer("alpha_bar", diffusion.alpha_bar_from_betas(betas), persistent=False)
+
+    def forward(self, x_t, t, cond=None, cond_mask=None):
+        return self.net(x_t, t, cond, cond_mask)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Diffusion loss on the frames to be generated, given a random number of context frames."""
+        x0 = diffusion.to_model_range(batch[:, : self.config.num_frames])  # (b, t, c, h, w) in [-1, 1]
+        b, t = x0.shape[:2]
+        c = self.config
+        # half the clips get the protocol's full context, the rest a uniform length; p_uncond get none
+        k = torch.where(torch.rand(b, device=x0.device) < 0.5, c.max_context, torch.randint(1, c.max_context + 1, (b,), device=x0.device))
+        k = torch.where(torch.rand(b, device=x0.device) < c.p_uncond, 0, k)
+        cond_mask = (torch.arange(t, device=x0.device)[None] < k[:, None]).float()  # (b, t): 1 = given
+        timesteps = torch.randint(0, c.diffusion_steps, (b,), device=x0.device)
+        return diffusion.loss(
+            self, x0, timesteps, self.alpha_bar, c.prediction, mask=1 - cond_mask, cond=x0, cond_mask=cond_mask
+        )
+
+    # -- sampling ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        context: torch.Tensor,
+        num_frames: int,
+        seed: int = 0,
+        progress: bool = True,
+        return_trace: bool = False,
+        steps: int | None = None,
+        sampler: str = "ddim",
+        eta: float | None = None,
+        guidance: float = 0.0,
+    ):
+        """`num_frames` frames after `context` (b, t0, c, h, w) in [0, 1]; t0 may be 0.
+
+        sampler 'ddim' (eta 0 by default) or 'ddpm' (eta 1); steps: reverse steps (default
+        config.sample_steps); guidance: classifier-free guidance weight w (0 = none).
+        Returns (b, num_frames, c, h, w) in [0, 1], or (video, trace) with the trace of every step.
+        """
+        validate_video(context, "context", channels=1, size=64)
+        c = self.config
+        b, t0 = context.shape[:2]
+        if int(num_frames) != num_frames or num_frames < 1:
+            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        if t0 + num_frames > c.num_frames:
+            raise ValueError(
+                f"context ({t0}) + num_frames ({num_frames}) = {t0 + num_frames} frames, but this model "
+                f"generates clips of at most {c.num_frames}; use fewer frames or the hybrid for long rollouts"
+            )
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+        steps = c.sample_steps if steps is None else steps
+        eta = (1.0 if sampler == "ddpm" else 0.0) if eta is None else eta
+        if guidance < 0:
+            raise ValueError(f"guidance must be >= 0, got {guidance}")
+        device = self.alpha_bar.device
+        total = t0 + num_frames
+        cond = torch.zeros(b, total, *context.shape[2:], device=device)
+        cond[:, :t0] = diffusion.to_model_range(context.to(device))
+        cond_mask = torch.zeros(b, total, device=device)
+        cond_mask[:, :t0] = 1
+        generator = torch.Generator(device).manual_seed(int(seed))
+        out = diffusion.sample(
+            self,
+            (b, total, *context.shape[2:]),
+            self.alpha_bar,
+            steps=steps,
+            eta=eta,
+            prediction=c.prediction,
+            model_kwargs={"cond": cond, "cond_mask": cond_mask},
+            uncond_kwargs={"cond": cond, "cond_mask": torch.zeros_like(cond_mask)} if guidance > 0 else None,
+            guidance=guidance,
+            generator=generator,
+            device=device,
+            progress=progress,
+            return_trace=return_trace,
+        )
+        x, trace = out if return_trace else (out, None)
+        video = diffusion.from_model_range(x[:, t0:])
+        if not return_trace:
+            return video
+        for entry in trace:  # the widget shows [0, 1] images of the generated frames
+            entry["x_t"] = diffusion.from_model_range(entry["x_t"][:, t0:])
+            entry["x0"] = diffusion.from_model_range(entry["x0"][:, t0:])
+        return video, trace
+
+
+def from_config(config: dict) -> Model:
+    """Rebuild from a checkpoint's plain-data config (lists back to tuples)."""
+    names = {f.name for f in fields(Config)}
+    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names}
+    return Model(Config(**clean))

@@ -1,0 +1,41 @@
+"""Score a shippable export on the standard protocol and record the figures in its JSON manifest.
+
+    python scripts/evaluate_export.py runs/gpu/diffusion.pt --clips 256 --device cuda [--kwargs '{"steps": 50}']
+
+The weights file is not touched, so its SHA-256 in the manifest stays valid.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from minivid import checkpoints, metrics
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights")
+    parser.add_argument("--clips", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--kwargs", default="{}", help="JSON of generate() keyword arguments")
+    parser.add_argument("--name", default="protocol", help="key under which the result is stored")
+    args = parser.parse_args()
+    path = Path(args.weights)
+    manifest_path = path.with_suffix(".json")
+    manifest = json.loads(manifest_path.read_text())
+    model = checkpoints.load(path, family=manifest["family"], expected_sha256=manifest["sha256"], device=args.device)
+    kwargs = json.loads(args.kwargs)
+    result = metrics.evaluate(model, num_clips=args.clips, batch_size=args.batch_size, device=args.device, generate_kwargs=kwargs)
+    result["generate_kwargs"] = kwargs
+    result["device"] = args.device
+    manifest.setdefault("metrics", {})[args.name] = result
+    checkpoints.write_json(manifest, manifest_path)
+    print(json.dumps({k: v for k, v in result.items() if not k.endswith("_per_frame")}, indent=1))
+    print("MSE per future frame:", [round(v, 1) for v in result["mse_per_frame"]])
+
+
+if __name__ == "__main__":
+    main()
