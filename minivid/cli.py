@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = ["minivid", *(sys.argv[1:] if argv is None else argv)]  # recorded as the recipe of exports
     if args.command is None:
         parser.print_help()
         return 0

@@ -58,6 +58,7 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "diffusion": Family("diffusion", "minivid.video_diffusion", "small", 6_000, 64, 3e-4),
+    "image": Family("image", "minivid.image_diffusion", "small", 2_000, 256, 5e-4),
     "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 10_000, 32, 3e-4),
     "autoregressive": Family("autoregressive", "minivid.autoregressive", "small", 20_000, 32, 3e-4),
     "hybrid": Family("hybrid", "minivid.hybrid", "small", 20_000, 32, 2e-4),
@@ -104,7 +105,7 @@ def default_train_cli(family: Family, args) -> int:
                     "final_loss": trainer.history[-1]["loss_smooth"] if trainer.history else None}
         if device.startswith("cuda"):
             training["gpu"] = torch.cuda.get_device_name()
-        checkpoints.export(trainer.ema_model(), family.name, args.export, preset=preset, recipe=" ".join(_argv()),
+        checkpoints.export(trainer.ema_model(), family.name, args.export, preset=preset, recipe=" ".join(getattr(args, "argv", None) or _argv()),
                            metrics={"training": training})
         print(f"wrote {args.export}")
     return 0

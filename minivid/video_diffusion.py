@@ -15,6 +15,7 @@ import torch
 
 from minivid import diffusion
 from minivid.metrics import validate_video
+from minivid.models.unet2d import inflate
 from minivid.models.unet3d import UNet3D, UNetConfig
 
 SAMPLERS = ("ddim", "ddpm")
@@ -156,6 +157,38 @@ class Model(torch.nn.Module):
             entry["x_t"] = diffusion.from_model_range(entry["x_t"][:, t0:])
             entry["x0"] = diffusion.from_model_range(entry["x0"][:, t0:])
         return video, trace
+
+
+def from_image_model(image_model, config: Config) -> Model:
+    """A video model whose network is inflated from a trained image model (`minivid.image_diffusion`).
+
+    At initialisation it denoises every frame exactly as the image model does; the temporal
+    layers and the context channels start at zero and are learned in fine-tuning.
+    """
+    ic = image_model.config
+    for name in ("base_channels", "channel_mults", "blocks_per_level", "attention_levels", "heads", "patch",
+                 "schedule", "diffusion_steps", "prediction"):
+        if tuple_or(getattr(ic, name)) != tuple_or(getattr(config, name)):
+            raise ValueError(f"cannot inflate: the image model's {name} is {getattr(ic, name)!r}, the video preset's {getattr(config, name)!r}")
+    model = Model(config)
+    inflate(image_model.net, model.net)
+    return model
+
+
+def tuple_or(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def build(preset: str, args=None) -> Model:
+    """`minivid train diffusion --preset P [--init image.pt]`: a fresh model, or one inflated from an image model."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} for diffusion; expected one of {sorted(PRESETS)}")
+    init = getattr(args, "init", None) if args is not None else None
+    if not init:
+        return Model(PRESETS[preset])
+    from minivid import checkpoints
+
+    return from_image_model(checkpoints.load(init, family="image"), PRESETS[preset])
 
 
 def from_config(config: dict) -> Model:
