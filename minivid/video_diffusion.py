@@ -180,7 +180,7 @@ def tuple_or(value):
 
 
 def build(preset: str, args=None) -> Model:
-    """`minivid train diffusion --preset P [--init image.pt]`: a fresh model, or one inflated from an image model."""
+    """`minivid train diffusion --preset P [--init X.pt]`: fresh, inflated from an image export, or continued from a diffusion export."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for diffusion; expected one of {sorted(PRESETS)}")
     init = getattr(args, "init", None) if args is not None else None
@@ -188,7 +188,14 @@ def build(preset: str, args=None) -> Model:
         return Model(PRESETS[preset])
     from minivid import checkpoints
 
-    return from_image_model(checkpoints.load(init, family="image"), PRESETS[preset])
+    start = checkpoints.load(init)
+    if getattr(start, "family", None) == "diffusion":  # continue from a video model's weights
+        if start.config != PRESETS[preset]:
+            raise ValueError(f"{init} holds a different diffusion configuration than preset {preset!r}")
+        return start.train()
+    if getattr(start, "family", None) != "image":
+        raise ValueError(f"--init expects an image or diffusion export, got a {getattr(start, 'family', None)!r} model")
+    return from_image_model(start, PRESETS[preset])
 
 
 def from_config(config: dict) -> Model:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange, repeat
+from einops import einsum, rearrange, repeat
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,21 @@ def zero_init(module: nn.Module) -> nn.Module:
 
 def norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
+def frame_attention(q, k, v, causal: bool) -> torch.Tensor:
+    """Softmax attention over a few frames: (n, heads, t, d) -> (n, heads, t, d).
+
+    Written out rather than F.scaled_dot_product_attention: here n = b*h*w pixels is large
+    (65,536 for 64 clips at 32x32), past the grid size CUDA's fused kernels accept, while t <= 32
+    keeps the (t x t) score matrix tiny.
+    """
+    scores = einsum(q, k, "n heads i d, n heads j d -> n heads i j") * q.shape[-1] ** -0.5
+    if causal:  # frame i attends to frames j <= i
+        t = q.shape[-2]
+        future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return einsum(scores.softmax(dim=-1).to(v.dtype), v, "n heads i j, n heads j d -> n heads i d")
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,7 +150,7 @@ class TemporalBlock(nn.Module):
         # temporal attention with the frame index added to queries and keys' input
         z = self.attn_norm(y) + self.pos[:num_frames]
         q, k, v = rearrange(self.qkv(z), "n t (three heads d) -> three n heads t d", three=3, heads=self.heads)
-        z = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)  # n heads t d
+        z = frame_attention(q, k, v, self.causal)  # n heads t d
         y = y + self.out(rearrange(z, "n heads t d -> n t (heads d)"))
         return rearrange(y, "(b h w) t c -> (b t) c h w", h=h, w=w)
 
