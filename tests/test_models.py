@@ -1,0 +1,126 @@
+"""The 3D UNet, inflation from the image model, and the video diffusion model's API."""
+
+import pytest
+import torch
+
+from minivid import image_diffusion, video_diffusion
+from minivid.models.unet2d import image_config, inflate
+from minivid.models.unet3d import UNet3D, UNetConfig
+
+NANO = dict(base_channels=16, channel_mults=(1, 2), attention_levels=(1,), blocks_per_level=1)
+
+
+def _randomize(module):
+    torch.manual_seed(0)
+    for p in module.parameters():  # zero-initialised layers would make equalities trivial
+        torch.nn.init.normal_(p, std=0.05)
+
+
+def test_unet_shapes_and_per_frame_timesteps():
+    net = UNet3D(UNetConfig(in_channels=3, **NANO))
+    x = torch.randn(2, 5, 1, 32, 32)
+    assert net(x, torch.tensor([3, 700])).shape == x.shape
+    assert net(x, torch.randint(0, 1000, (2, 5)), cond=x, cond_mask=torch.ones(2, 5)).shape == x.shape
+
+
+def test_causal_network_never_sees_the_future():
+    net = UNet3D(UNetConfig(in_channels=1, causal=True, **NANO))
+    _randomize(net)
+    x = torch.randn(1, 6, 1, 16, 16)
+    y = x.clone()
+    y[:, 4:] = torch.randn_like(y[:, 4:])  # change frames 4 and 5 only
+    t = torch.full((1,), 500)
+    with torch.no_grad():
+        a, b = net(x, t), net(y, t)
+    assert torch.allclose(a[:, :4], b[:, :4], atol=1e-5)
+    assert not torch.allclose(a[:, 4:], b[:, 4:], atol=1e-3)
+
+
+def test_full_network_does_see_the_future():
+    net = UNet3D(UNetConfig(in_channels=1, **NANO))
+    _randomize(net)
+    x = torch.randn(1, 6, 1, 16, 16)
+    y = x.clone()
+    y[:, 5] = torch.randn_like(y[:, 5])
+    with torch.no_grad():
+        assert not torch.allclose(net(x, torch.tensor([500]))[:, 0], net(y, torch.tensor([500]))[:, 0], atol=1e-4)
+
+
+@pytest.mark.parametrize("preset", ["nano", "small"])
+def test_inflated_video_model_equals_image_model_per_frame(preset):
+    image = image_diffusion.Model(image_diffusion.PRESETS[preset])
+    _randomize(image)
+    video = video_diffusion.from_image_model(image, video_diffusion.PRESETS[preset])
+    x, cond = torch.randn(2, 4, 1, 64, 64), torch.rand(2, 4, 1, 64, 64)
+    t = torch.tensor([10, 600])
+    with torch.no_grad():
+        got = video(x, t, cond, torch.tensor([[1.0, 1, 0, 0], [0, 0, 0, 0]]))
+        want = image(x.flatten(0, 1)[:, None], t.repeat_interleave(4)).view_as(got)
+    assert torch.equal(got, want)
+
+
+def test_inflate_refuses_mismatched_networks():
+    with pytest.raises(ValueError, match="share widths"):
+        inflate(UNet3D(image_config(**NANO)), UNet3D(UNetConfig(in_channels=3)))
+    with pytest.raises(ValueError, match="image network"):
+        inflate(UNet3D(UNetConfig(**NANO)), UNet3D(UNetConfig(**NANO)))
+
+
+@pytest.mark.parametrize("preset, low, high", [("nano", 0.1e6, 0.4e6), ("tiny", 1e6, 3e6), ("small", 3e6, 6e6), ("base", 6e6, 10e6)])
+def test_preset_sizes(preset, low, high):
+    n = sum(p.numel() for p in video_diffusion.Model(video_diffusion.PRESETS[preset]).parameters())
+    assert low < n <= high
+
+
+@pytest.fixture(scope="module")
+def nano_video():
+    torch.manual_seed(0)
+    return video_diffusion.Model(video_diffusion.PRESETS["nano"]).eval()
+
+
+def test_generate_api(nano_video):
+    context = torch.rand(2, 3, 1, 64, 64)
+    video = nano_video.generate(context, 4, seed=1, steps=2, progress=False)
+    assert video.shape == (2, 4, 1, 64, 64) and video.min() >= 0 and video.max() <= 1
+    again, trace = nano_video.generate(context, 4, seed=1, steps=2, progress=False, return_trace=True)
+    assert torch.equal(video, again) and len(trace) == 2
+    assert trace[0]["x_t"].shape == (2, 4, 1, 64, 64) and trace[0]["x0"].shape == (2, 4, 1, 64, 64)
+    unconditional = nano_video.generate(torch.zeros(1, 0, 1, 64, 64), 3, steps=1, progress=False, guidance=1.0)
+    assert unconditional.shape == (1, 3, 1, 64, 64)
+
+
+def test_loss_is_finite_and_differentiable(nano_video):
+    model = video_diffusion.Model(video_diffusion.PRESETS["nano"])
+    loss = model.loss(torch.rand(2, 20, 1, 64, 64))
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    "context, kwargs, message",
+    [
+        (torch.rand(1, 3, 1, 32, 32), {}, "64x64"),
+        (torch.rand(1, 3, 64, 64), {}, "5 axes"),
+        (torch.rand(1, 3, 1, 64, 64) * 3, {}, r"\[0, 1\]"),
+        (torch.rand(1, 15, 1, 64, 64), {}, "at most 20"),
+        (torch.rand(1, 3, 1, 64, 64), {"steps": 0}, "positive integer"),
+        (torch.rand(1, 3, 1, 64, 64), {"sampler": "euler"}, "expected one of"),
+        (torch.rand(1, 3, 1, 64, 64), {"guidance": -1.0}, "guidance"),
+    ],
+)
+def test_generate_bad_input(nano_video, context, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        nano_video.generate(context, 10, progress=False, **kwargs)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="expected one of"):
+        video_diffusion.build("huge")
+
+
+def test_image_model_generates_images():
+    model = image_diffusion.Model(image_diffusion.PRESETS["nano"]).eval()
+    images = model.generate(torch.zeros(2, 0, 1, 32, 32), 3, steps=2, progress=False)
+    assert images.shape == (2, 3, 1, 32, 32)
+    batch = image_diffusion.make_batch(0, 10, seed=0)
+    assert batch.shape == (10, 1, 1, 64, 64)

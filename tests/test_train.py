@@ -1,0 +1,105 @@
+"""The shared training loop: exact resume, NaN detection, exports verified by hash, the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from minivid import checkpoints, cli, image_diffusion
+from minivid.train import TrainConfig, Trainer
+
+
+def tiny_batches(step, batch_size, seed=0, device=None):
+    g = torch.Generator().manual_seed(seed * 1000 + step)
+    return torch.rand(batch_size, 1, 1, 16, 16, generator=g).to(device)
+
+
+def make_model():
+    torch.manual_seed(0)
+    return image_diffusion.Model(image_diffusion.PRESETS["nano"])
+
+
+def config(tmp_path, steps, **kw):
+    return TrainConfig(steps=steps, batch_size=4, lr=1e-3, warmup_steps=2, out_dir=str(tmp_path), checkpoint_every=2,
+                       progress=False, log_every=1, **kw)
+
+
+def test_resume_is_exact(tmp_path):
+    straight = Trainer(make_model(), config(tmp_path / "a", 4), tiny_batches)
+    straight.fit()
+    first = Trainer(make_model(), config(tmp_path / "b", 2), tiny_batches)
+    first.fit()
+    resumed = Trainer(make_model(), config(tmp_path / "b", 4), tiny_batches)  # finds checkpoint.pt at step 2
+    assert resumed.step == 2
+    resumed.fit()
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.ema.state_dict().values(), resumed.ema.state_dict().values()):
+        assert torch.equal(a, b)
+    rows = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+
+
+def test_loss_goes_down(tmp_path):
+    trainer = Trainer(make_model(), config(tmp_path, 40), lambda s, b, seed=0, device=None: torch.zeros(b, 1, 1, 16, 16))
+    history = trainer.fit()
+    assert history[-1]["loss_smooth"] < history[0]["loss"]
+
+
+def test_nan_is_reported_clearly(tmp_path):
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def loss(self, batch):
+            return self.w * float("nan")
+
+    with pytest.raises(FloatingPointError, match="lower --lr"):
+        Trainer(Broken(), config(tmp_path, 3), tiny_batches).fit()
+
+
+def test_export_load_and_hash_check(tmp_path):
+    model = make_model()
+    info = checkpoints.export(model, "image", tmp_path / "m.pt", preset="nano", recipe="minivid train image --preset nano")
+    assert info["sha256"] == checkpoints.sha256(tmp_path / "m.pt")
+    loaded = checkpoints.load(tmp_path / "m.pt", family="image", expected_sha256=info["sha256"])
+    x, t = torch.randn(1, 1, 1, 16, 16), torch.tensor([100])
+    with torch.no_grad():  # weights are stored in fp16
+        assert torch.allclose(loaded(x, t), model.eval()(x, t), atol=2e-2)
+    with pytest.raises(RuntimeError, match="SHA-256"):
+        checkpoints.load(tmp_path / "m.pt", expected_sha256="0" * 64)
+    with pytest.raises(ValueError, match="not 'diffusion'"):
+        checkpoints.load(tmp_path / "m.pt", family="diffusion")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="could not read"):
+        checkpoints.load(tmp_path / "junk.pt")
+
+
+def test_atomic_save_leaves_no_partial_file(tmp_path):
+    checkpoints.atomic_save({"a": torch.ones(2)}, tmp_path / "c.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_cli_help_and_errors(capsys):
+    assert cli.main([]) == 0
+    assert "data" in capsys.readouterr().out
+    assert cli.main(["train", "diffusion", "--preset", "huge", "--steps", "1"]) == 2
+    assert "expected one of" in capsys.readouterr().err
+
+
+def test_cli_data_writes_gif(tmp_path, capsys):
+    assert cli.main(["data", "--out", str(tmp_path / "s.gif"), "--num", "2"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "s.gif").stat().st_size > 0 and "4,000 real MNIST digits" in out
+
+
+def test_cli_train_and_sample(tmp_path):
+    export = tmp_path / "d.pt"
+    assert cli.main(["train", "diffusion", "--preset", "nano", "--steps", "2", "--batch-size", "1", "--device", "cpu",
+                     "--out", str(tmp_path / "run"), "--export", str(export)]) == 0
+    manifest = json.loads(export.with_suffix(".json").read_text())
+    assert manifest["recipe"].startswith("minivid train diffusion --preset nano") and manifest["metrics"]["training"]["steps"] == 2
+    assert cli.main(["sample", "diffusion", "--checkpoint", str(export), "--num", "1", "--steps", "1",
+                     "--num-frames", "2", "--out", str(tmp_path / "s.gif")]) == 0
+    assert (tmp_path / "s.gif").exists()
