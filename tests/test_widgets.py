@@ -1,0 +1,47 @@
+"""Widget logic, driven in Python as a user's clicks and slider moves would."""
+
+import pytest
+import torch
+
+from minivid import video_diffusion
+from minivid.widgets import DenoiseExplorer, DenoiseState
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return video_diffusion.Model(video_diffusion.PRESETS["nano"])
+
+
+def test_state_caches_trajectories(model):
+    state = DenoiseState(model, num_clips=2)
+    state.update(steps=3)
+    trace = state.sample()
+    assert len(trace) == 4 and state.runs == 1  # 3 steps + the final sample
+    strip = state.strip(0)
+    assert strip.shape == (64 * 2 + 4, 10 * 64 + 9 * 2)  # x_t row + gap + x0 row, 10 frames side by side
+    assert state.timestep(0) == 999 and state.timestep(3) == -1
+    state.update(steps=2)
+    state.sample()
+    state.update(steps=3)
+    state.sample()
+    assert state.runs == 2  # going back to 3 steps came from the cache
+    with pytest.raises(ValueError, match="expected one of"):
+        state.update(sampler="euler")
+    with pytest.raises(ValueError, match="step must be"):
+        state.strip(9)
+
+
+def test_explorer_callbacks_drive_the_images(model):
+    ex = DenoiseExplorer(model, num_clips=2)
+    assert bytes(ex.image.value) == b""  # nothing sampled yet
+    ex.steps.value = 2
+    ex.run.click()
+    assert ex.position.max == 2 and ex.state.runs == 1
+    first = ex.image.value
+    ex.position.value = 2
+    assert ex.image.value != first and bytes(ex.schedule.value).startswith(b"\x89PNG")
+    ex.clip.value = 1  # a new clip needs a new run
+    assert "press Sample" in ex.status.value
+    ex.clip.value = 0  # back to the cached one: shown at once, no new run
+    assert ex.state.runs == 1 and ex.position.value == 0
