@@ -330,3 +330,18 @@ def data_dir() -> Path:
         return Path(env)
     repo_data = Path(__file__).resolve().parent.parent / "data"
     return repo_data if repo_data.is_dir() else Path.home() / ".cache" / "minivid"
+
+
+def digit_batch(step: int, batch_size: int, seed: int = 0, device=None, size: int = 32, split: str = "train") -> torch.Tensor:
+    """Batch number `step` of single MNIST digits, centred on a size x size canvas: (b, 1, 1, size, size).
+
+    One-frame "videos", for the image diffusion model of notebook 01. Deterministic in (seed, step).
+    """
+    if int(size) != size or size < DIGIT_SIZE:
+        raise ValueError(f"size must be an integer >= {DIGIT_SIZE}, got {size!r}")
+    pool = digit_pool(split, device=device)
+    idx = torch.arange(int(step) * batch_size, (int(step) + 1) * batch_size, device=pool.device)
+    picks = (uniform(seed, idx, stream=7) * len(pool)).long().clamp_max(len(pool) - 1)
+    pad = (size - DIGIT_SIZE) // 2
+    images = torch.nn.functional.pad(pool[picks].float() / 255, (pad, size - DIGIT_SIZE - pad) * 2)
+    return images[:, None, None]  # (b, 1, 1, size, size)

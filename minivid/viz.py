@@ -177,7 +177,7 @@ def frame_grid(video, context: int | None = None, every: int = 1, max_frames: in
     if row_labels is not None and len(row_labels) != b:
         raise ValueError(f"got {len(row_labels)} row labels for {b} clips")
     fig, axes = plt.subplots(b, n, figsize=(frame_size * n, frame_size * b + (0.3 if title else 0.15)),
-                             squeeze=False, gridspec_kw=dict(wspace=0.05, hspace=0.05))
+                             squeeze=False, gridspec_kw=dict(wspace=0.05, hspace=0.05), dpi=72)
     for i in range(b):
         for j, f in enumerate(shown):
             ax = axes[i, j]

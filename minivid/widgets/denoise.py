@@ -97,10 +97,7 @@ class DenoiseState:
 
     def schedule_png(self, step: int | None = None) -> bytes:
         """The model's alpha_bar(t) and the sampler's steps, the current one marked."""
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # drawn off-screen; pyplot and the notebook's backend are untouched
 
         alpha_bar = self.model.alpha_bar.detach().cpu().numpy()
         visited = [e["t"] for e in self.sample()[:-1]]

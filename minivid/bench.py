@@ -1,0 +1,81 @@
+"""`minivid bench`: the standard protocol for every pretrained method (and the baselines), as one table.
+
+    minivid bench --num-clips 256 --json bench.json --csv bench.csv
+
+Columns: MSE, MAE (summed per frame), PSNR, SSIM (means over clips and the 10 future frames),
+parameters, network evaluations per generated clip, and wall time per clip on this machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import torch
+
+from minivid import checkpoints, metrics
+
+BASELINES = {"copy last frame": metrics.copy_last_frame, "black frames": metrics.blank_frames}
+
+
+def network_evaluations(model, generate_kwargs: dict) -> int | None:
+    """Network calls per generated clip, counted with a forward hook on one clip."""
+    from minivid import data
+
+    if not isinstance(model, torch.nn.Module):
+        return 0
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, inputs: calls.append(1))
+    try:
+        with torch.no_grad():
+            model.generate(data.standard_test_set(1)[:, :10], 10, progress=False, **generate_kwargs)
+    finally:
+        handle.remove()
+    return len(calls)
+
+
+def run(num_clips: int = 256, methods=None, device: str = "cpu", seed: int = 0, generate_kwargs: dict | None = None,
+        progress: bool = True) -> list[dict]:
+    names = list(BASELINES) + checkpoints.available()
+    if methods:
+        unknown = [m for m in methods if m not in names]
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; expected some of {names}")
+        names = [n for n in names if n in methods]
+    rows = []
+    for name in names:
+        model = BASELINES.get(name) or checkpoints.pretrained(name, device=device)
+        kwargs = (generate_kwargs or {}).get(name, {}) if name not in BASELINES else {}
+        result = metrics.evaluate(model, num_clips=num_clips, device=device, seed=seed, progress=progress, generate_kwargs=kwargs)
+        params = sum(p.numel() for p in model.parameters()) if isinstance(model, torch.nn.Module) else 0
+        rows.append({"method": name, "mse": result["mse"], "mae": result["mae"], "psnr": result["psnr"], "ssim": result["ssim"],
+                     "parameters": params, "network_evals_per_clip": network_evaluations(model, kwargs),
+                     "seconds_per_clip": result["seconds"] / num_clips, "clips": num_clips, "device": device,
+                     "mse_per_frame": result["mse_per_frame"]})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    head = f"| {'method':20s} | {'MSE':>6s} | {'MAE':>6s} | {'PSNR':>5s} | {'SSIM':>5s} | {'params':>7s} | {'NFE/clip':>8s} | {'s/clip':>6s} |"
+    lines = [head, "|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|"]
+    for r in rows:
+        lines.append(f"| {r['method']:20s} | {r['mse']:6.1f} | {r['mae']:6.1f} | {r['psnr']:5.2f} | {r['ssim']:5.3f} | "
+                     f"{r['parameters'] / 1e6:6.2f}M | {r['network_evals_per_clip']:8d} | {r['seconds_per_clip']:6.3f} |")
+    return "\n".join(lines)
+
+
+def run_cli(args) -> int:
+    if args.num_clips < 1:
+        raise ValueError(f"--num-clips must be >= 1, got {args.num_clips}")
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    rows = run(args.num_clips, methods, args.device, args.seed)
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != "mse_per_frame"], extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    return 0

@@ -1,0 +1,38 @@
+"""CPU (or GPU) time for one 10-frame prediction by the pretrained diffusion model: median of repeats.
+
+    python scripts/bench_sampling.py [--device cpu] [--steps 10 20] [--repeats 3]
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import minivid
+from minivid import data
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    model = minivid.pretrained("diffusion", device=args.device)
+    context = data.standard_test_set(1)[:, :10].to(args.device)
+    print(f"{args.device}, {torch.get_num_threads()} threads, one clip: 10 context -> 10 predicted frames")
+    for steps in args.steps:
+        times = []
+        for r in range(args.repeats + 1):
+            start = time.perf_counter()
+            model.generate(context, 10, seed=r, steps=steps, progress=False)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        med = statistics.median(times[1:])  # the first run warms caches up
+        print(f"  {steps:3d} DDIM steps: median {med:6.2f} s  ({med / steps * 1e3:.0f} ms per network evaluation)")
+
+
+if __name__ == "__main__":
+    main()

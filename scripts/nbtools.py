@@ -1,0 +1,42 @@
+"""Write a notebook from a list of cells and execute it in place (how the tutorial notebooks are refreshed).
+
+    python scripts/nbtools.py run notebooks/00_tour.ipynb    # re-execute a stored notebook top to bottom
+
+Outputs are stored so the notebooks read well on GitHub; `pytest --nbval-lax` re-runs them.
+"""
+
+import sys
+import time
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def build(path, cells):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for kind, source in cells:
+        source = source.strip("\n")
+        nb.cells.append(nbformat.v4.new_markdown_cell(source) if kind == "md" else nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, path)
+
+
+def run(path, timeout=600):
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "notebooks"}}).execute()
+    seconds = time.perf_counter() - start
+    for cell in nb.cells:  # stable ids keep diffs small
+        cell.get("metadata", {}).pop("execution", None)
+    nbformat.write(nb, path)
+    print(f"{path}: executed in {seconds:.0f} s")
+    return seconds
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "run":
+        for p in sys.argv[2:]:
+            run(p)
+    else:
+        print(__doc__)

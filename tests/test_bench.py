@@ -1,0 +1,36 @@
+"""`minivid bench`: one table for every method, also as JSON and CSV."""
+
+import csv
+import json
+
+import pytest
+
+from minivid import bench, cli
+
+
+def test_bench_baselines_table_json_csv(tmp_path, capsys):
+    assert cli.main(["bench", "--num-clips", "4", "--methods", "copy last frame,black frames",
+                     "--json", str(tmp_path / "b.json"), "--csv", str(tmp_path / "b.csv")]) == 0
+    table = capsys.readouterr().out
+    assert "copy last frame" in table and "| MSE" not in table.splitlines()[0][:3]
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert [r["method"] for r in rows] == ["copy last frame", "black frames"]
+    assert len(rows[0]["mse_per_frame"]) == 10 and rows[0]["network_evals_per_clip"] == 0
+    with open(tmp_path / "b.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_bench_counts_network_evaluations():
+    import torch
+
+    from minivid import video_diffusion
+
+    model = video_diffusion.Model(video_diffusion.PRESETS["nano"])
+    assert bench.network_evaluations(model, {"steps": 3}) == 3
+    assert bench.network_evaluations(model, {"steps": 3, "guidance": 1.0}) == 6  # CFG: two calls per step
+    del torch
+
+
+def test_bench_unknown_method():
+    with pytest.raises(ValueError, match="expected some of"):
+        bench.run(2, methods=["nope"])
