@@ -15,7 +15,13 @@ import torch
 
 from minivid import checkpoints, metrics
 
+GENERATOR_FAMILIES = ("diffusion", "autoregressive", "hybrid")
 BASELINES = {"copy last frame": metrics.copy_last_frame, "black frames": metrics.blank_frames}
+
+
+def generators() -> list[str]:
+    """Shipped models that generate video (the tokenizer ships too, but only encodes and decodes)."""
+    return [name for name in checkpoints.available() if checkpoints.manifest(name)["family"] in GENERATOR_FAMILIES]
 
 
 def network_evaluations(model, generate_kwargs: dict) -> int | None:
@@ -25,7 +31,8 @@ def network_evaluations(model, generate_kwargs: dict) -> int | None:
     if not isinstance(model, torch.nn.Module):
         return 0
     calls = []
-    handle = model.register_forward_pre_hook(lambda module, inputs: calls.append(1))
+    network = getattr(model, "transformer", model)  # the AR model's sampler calls its transformer directly
+    handle = network.register_forward_pre_hook(lambda module, inputs: calls.append(1))
     try:
         with torch.no_grad():
             model.generate(data.standard_test_set(1)[:, :10], 10, progress=False, **generate_kwargs)
@@ -36,7 +43,7 @@ def network_evaluations(model, generate_kwargs: dict) -> int | None:
 
 def run(num_clips: int = 256, methods=None, device: str = "cpu", seed: int = 0, generate_kwargs: dict | None = None,
         progress: bool = True) -> list[dict]:
-    names = list(BASELINES) + checkpoints.available()
+    names = list(BASELINES) + generators()
     if methods:
         unknown = [m for m in methods if m not in names]
         if unknown:

@@ -4,6 +4,7 @@
     minivid train diffusion --preset nano  train a model with the shared loop (minivid/train.py)
     minivid sample diffusion --out clip.gif
     minivid bench                          the standard protocol for every pretrained method
+    minivid course grade SUBMISSIONS --assignment NAME   grade a class's notebooks (see minivid/course.py)
 
 Each model family registers itself in `minivid.families.FAMILIES`; this file knows none of them.
 """
@@ -80,7 +81,7 @@ def _run_sample(args):
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="the standard protocol for every pretrained method; prints a table")
-    p.add_argument("--num-clips", type=int, default=64, help="test clips (the README's table uses 256)")
+    p.add_argument("--num-clips", type=int, default=64, help="test clips (the README's table uses 32; 256 is the full protocol)")
     p.add_argument("--methods", default=None, help="comma-separated subset of the pretrained methods")
     p.add_argument("--json", default=None, help="also write the table as JSON here")
     p.add_argument("--csv", default=None, help="also write the table as CSV here")
@@ -95,12 +96,32 @@ def _run_bench(args):
     return bench.run_cli(args)
 
 
+def _add_course(sub):
+    p = sub.add_parser("course", help="the course kit: generate exercises, check them, grade submissions")
+    p.add_argument("action", choices=["generate", "check", "grade"])
+    p.add_argument("submissions", nargs="?", default=None, help="grade: a folder with one submitted notebook per student")
+    p.add_argument("--assignment", default=None, help="grade: the exercise name, e.g. 01_forward_process")
+    p.add_argument("--solutions", default="solutions", help="the instructor notebooks")
+    p.add_argument("--exercises", default="exercises", help="where the learner versions go")
+    p.add_argument("--out", default="grades.csv", help="grade: the CSV of points")
+    p.add_argument("--feedback", default="feedback", help="grade: a folder for one feedback file per student")
+    p.add_argument("--timeout", type=float, default=60, help="grade: seconds allowed per cell")
+    p.set_defaults(func=_run_course)
+
+
+def _run_course(args):
+    from minivid import course
+
+    return course.run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="minivid", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_data(sub)
     _add_family_commands(sub)
     _add_bench(sub)
+    _add_course(sub)
     return parser
 
 

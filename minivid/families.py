@@ -59,6 +59,9 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "diffusion": Family("diffusion", "minivid.video_diffusion", "small", 6_000, 64, 3e-4),
     "image": Family("image", "minivid.image_diffusion", "small", 2_000, 256, 5e-4),
+    "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 3_000, 256, 1e-3),
+    "autoregressive": Family("autoregressive", "minivid.autoregressive", "small", 6_000, 32, 5e-4),
+    "hybrid": Family("hybrid", "minivid.hybrid", "small", 6_000, 64, 3e-4),
 }
 
 

@@ -39,7 +39,7 @@ class Config:
 
 
 PRESETS = {
-    "nano": Config(base_channels=16, channel_mults=(1, 2), attention_levels=(1,), blocks_per_level=1),  # 0.21 M
+    "nano": Config(base_channels=16, channel_mults=(1, 2), attention_levels=(1,), blocks_per_level=1),  # 0.22 M
     "tiny": Config(base_channels=32),  # 2.0 M
     "small": Config(base_channels=48),  # 4.5 M
     "base": Config(base_channels=64),  # 8.0 M, the most the protocol's 10 M budget allows here

@@ -34,3 +34,17 @@ def test_bench_counts_network_evaluations():
 def test_bench_unknown_method():
     with pytest.raises(ValueError, match="expected some of"):
         bench.run(2, methods=["nope"])
+
+
+def test_bench_lists_generators_only_and_counts_transformer_passes():
+    import torch
+
+    from minivid import autoregressive
+
+    assert "vqvae" not in bench.generators() and "diffusion" in bench.generators()
+    torch.manual_seed(0)
+    model = autoregressive.Model(autoregressive.PRESETS["tiny"]).eval()
+    # token by token with a KV cache: one pass reads the context, then one pass per token (64 a frame)
+    assert bench.network_evaluations(model, {}) == 1 + 10 * 64
+    # parallel: the context once, then per frame at most `iterations` passes and one to store the frame
+    assert 1 + 10 <= bench.network_evaluations(model, {"decoding": "parallel", "iterations": 3}) <= 1 + 10 * (3 + 1)

@@ -45,3 +45,52 @@ def test_explorer_callbacks_drive_the_images(model):
     assert "press Sample" in ex.status.value
     ex.clip.value = 0  # back to the cached one: shown at once, no new run
     assert ex.state.runs == 1 and ex.position.value == 0
+
+
+# -- the token rollout viewer ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ar_model():
+    from minivid import autoregressive
+
+    torch.manual_seed(0)
+    return autoregressive.Model(autoregressive.PRESETS["tiny"]).eval()
+
+
+def test_token_state_positions_order_and_frames(ar_model):
+    from minivid.widgets import TokenRolloutState
+
+    state = TokenRolloutState(ar_model, num_clips=2, num_frames=2)
+    state.sample()
+    assert state.num_positions() == 2 * 64 and state.runs == 1  # token by token: 64 steps a frame
+    frame, grid = state.grid_at(70)
+    assert frame == 1 and (grid >= 0).sum() == 70 - 64 + 1  # the 7th token of the second frame was just drawn
+    assert torch.equal(state.order(0).flatten(), torch.arange(64))  # raster order
+    frames = state.frames_at(10)
+    assert frames.shape == (2, 1, 64, 64) and frames[1].abs().sum() == 0  # the second frame not started yet
+    assert state.strip(0).shape == (64, 3 * 64 + 2 * 2)
+    assert bytes(state.panels_png(5, heatmap="prob")).startswith(b"\x89PNG")
+    state.update(decoding="parallel", iterations=3)
+    state.sample()
+    assert state.runs == 2 and state.num_positions() <= 2 * 3
+    assert int(state.order(0).max()) < len(state.sample()["trace"]["steps"][0])
+    with pytest.raises(ValueError, match="temperature"):
+        state.update(temperature=0)
+    with pytest.raises(ValueError, match="position must be"):
+        state.grid_at(999)
+
+
+def test_token_widget_callbacks(ar_model):
+    from minivid.widgets import TokenRollout
+
+    ex = TokenRollout(ar_model, num_clips=2, num_frames=1)
+    ex.run.click()
+    assert ex.position.max == 63 and ex.state.runs == 1
+    first = bytes(ex.panels.value)
+    ex.position.value = 63
+    assert bytes(ex.panels.value) != first and bytes(ex.frames.value).startswith(b"\x89PNG")
+    ex.seed.value = 1
+    assert "press Sample" in ex.status.value
+    ex.seed.value = 0  # cached
+    assert ex.state.runs == 1 and ex.position.value == 0

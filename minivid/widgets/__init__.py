@@ -1,8 +1,13 @@
 """ipywidgets front ends: each widget's logic lives in a plain class that the tests drive in Python.
 
     DenoiseExplorer(model)   scrub through a diffusion model's denoising steps (logic: DenoiseState)
+    TokenRollout(model)      watch an autoregressive model fill in token grids (logic: TokenRolloutState)
+    ErrorAccumulation(models)  long rollouts of several methods, errors per frame (logic: ErrorAccumulationState)
 """
 
 from minivid.widgets.denoise import DenoiseExplorer, DenoiseState
+from minivid.widgets.errors import ErrorAccumulation, ErrorAccumulationState
+from minivid.widgets.tokens import TokenRollout, TokenRolloutState
 
-__all__ = ["DenoiseExplorer", "DenoiseState"]
+__all__ = ["DenoiseExplorer", "DenoiseState", "ErrorAccumulation", "ErrorAccumulationState", "TokenRollout",
+           "TokenRolloutState"]

@@ -1,0 +1,301 @@
+"""VQ autoregressive video: a frozen VQ-VAE tokenizer and a causal transformer over its tokens.
+
+Training (`loss`): tokenize each clip with the frozen tokenizer (`minivid/models/vqvae.py`), read the
+tokens in raster order and learn to predict each from those before it (cross-entropy; GPT).
+
+Sampling (`generate`): tokenize the context, then draw the future tokens one at a time from the
+transformer's distribution, reshaped by temperature, top-k and top-p (nucleus; Holtzman et al.
+2020), reusing keys and values through a KV cache. Draws use the Gumbel-max trick with noise fixed
+per position, so for a given seed a token depends only on the logits at its position; that makes the
+cached, uncached and parallel decoders give the same tokens when they agree on the logits.
+
+Parallel decoding is Jacobi decoding within a frame (Santilli et al. 2023; Song et al. 2021): guess
+a whole frame (the previous frame's tokens), run the frame's 64 positions through the network at
+once, replace every guess by its draw, and repeat. After k iterations at least the first k tokens
+are exactly what token-by-token decoding would give; after 64 all are. Frames barely change between
+steps, so a few iterations get most tokens right at a fraction of the cost.
+
+Rollouts past the training window (20 frames) slide it: the oldest frame is dropped and the cache is
+rebuilt from the frames kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from tqdm.auto import tqdm
+
+from minivid.metrics import validate_video
+from minivid.models import transformer as tfm
+from minivid.models import vqvae
+
+DECODINGS = ("sequential", "parallel")
+
+
+@dataclass(frozen=True)
+class Config:
+    tokenizer: vqvae.Config = field(default_factory=vqvae.Config)  # the frozen frame tokenizer
+    transformer: tfm.Config = field(default_factory=tfm.Config)  # the causal model over its tokens
+
+
+PRESETS = {
+    "tiny": Config(vqvae.PRESETS["tiny"], tfm.Config(vocab_size=256, layers=4, width=128, heads=4)),  # 0.9 M + tokenizer
+    "small": Config(),  # 2.9 M transformer + 1.8 M tokenizer, the shipped one
+}
+
+
+# --------------------------------------------------------------------------------------------
+# sampling helpers (pure functions)
+# --------------------------------------------------------------------------------------------
+
+
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+    """Logits (..., vocab) scaled by 1/temperature, with tokens outside top-k / the top-p nucleus set to -inf."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if top_k is not None and (int(top_k) != top_k or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = logits.topk(int(top_k), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        drop = probs.cumsum(-1) - probs >= top_p  # tokens after the nucleus is full; the top one always stays
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def draw(logits: torch.Tensor, gumbel: torch.Tensor | None) -> torch.Tensor:
+    """Gumbel-max sampling: argmax(logits + g) is a draw from softmax(logits); g None means greedy."""
+    return (logits if gumbel is None else logits + gumbel).argmax(-1)
+
+
+def gumbel_noise(shape, generator: torch.Generator, device) -> torch.Tensor:
+    u = torch.rand(shape, generator=generator, device=device).clamp_(1e-9, 1 - 1e-9)
+    return -torch.log(-torch.log(u))
+
+
+# --------------------------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------------------------
+
+
+class Model(torch.nn.Module):
+    family = "autoregressive"
+
+    def __init__(self, config: Config = Config()):
+        super().__init__()
+        if config.transformer.vocab_size != config.tokenizer.codebook_size:
+            raise ValueError(f"the transformer's vocab_size ({config.transformer.vocab_size}) must equal the tokenizer's "
+                             f"codebook_size ({config.tokenizer.codebook_size})")
+        self.config = config
+        self.tokenizer = vqvae.VQVAE(config.tokenizer).requires_grad_(False).eval()
+        self.transformer = tfm.VideoTransformer(config.transformer)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.tokenizer.eval()  # frozen: its codebook EMA must not move
+        return self
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.config.transformer.tokens_per_frame
+
+    def sequence(self, video: torch.Tensor) -> torch.Tensor:
+        """video (b, t, c, 64, 64) -> raster-ordered token ids (b, t * 64)."""
+        return rearrange(self.tokenizer.encode(video), "b t gh gw -> b (t gh gw)")
+
+    def shifted(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The inputs that predict `tokens` (b, n): the start token, then tokens[:, :-1]."""
+        start = torch.full_like(tokens[:, :1], self.transformer.start_token)
+        return torch.cat([start, tokens[:, :-1]], dim=1)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy over every token of the clips (in nats per token)."""
+        tokens = self.sequence(batch[:, : self.config.transformer.max_frames])
+        logits = self.transformer(self.shifted(tokens))
+        return F.cross_entropy(rearrange(logits, "b n v -> (b n) v").float(), tokens.flatten())
+
+    @torch.no_grad()
+    def teacher_forced(self, clips: torch.Tensor, context: int = 10) -> torch.Tensor:
+        """Future frames predicted with the true past always given (greedy per token): (b, t - context, c, h, w).
+
+        Compare with `generate` (free-running, fed its own tokens) to see exposure bias: the gap
+        between the two curves per future frame is error the model makes only because it must
+        condition on its own outputs.
+        """
+        tokens = self.sequence(clips)
+        logits = self.transformer(self.shifted(tokens))
+        guess = rearrange(logits.argmax(-1), "b (t gh gw) -> b t gh gw", t=clips.shape[1], gh=self.tokenizer.grid)
+        return self.tokenizer.decode(guess[:, context:])
+
+    # -- sampling ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        context: torch.Tensor,
+        num_frames: int,
+        seed: int = 0,
+        progress: bool = True,
+        return_trace: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        greedy: bool = False,
+        use_cache: bool = True,
+        decoding: str = "sequential",
+        iterations: int = 4,
+    ):
+        """`num_frames` frames after `context` (b, t0, c, 64, 64) in [0, 1]; t0 may be 0.
+
+        temperature / top_k / top_p shape each token's distribution; greedy=True takes the most likely
+        token. decoding 'sequential' (token by token, KV cache unless use_cache=False) or 'parallel'
+        (Jacobi iterations per frame: at most `iterations` network passes, plus one to store the frame if
+        it has not settled).
+        Returns (b, num_frames, c, 64, 64), or (video, trace) where trace has the token grids after every
+        decoding step of every generated frame and the entropy / probability of each chosen token.
+        """
+        validate_video(context, "context", channels=1, size=64)
+        c = self.config.transformer
+        b, t0 = context.shape[:2]
+        if int(num_frames) != num_frames or num_frames < 1:
+            raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        if t0 >= c.max_frames:
+            raise ValueError(f"context has {t0} frames but the model's window is {c.max_frames}; give at most {c.max_frames - 1}")
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; expected one of {DECODINGS}")
+        if decoding == "parallel" and (int(iterations) != iterations or iterations < 1):
+            raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+        filter_logits(torch.zeros(1), temperature, top_k, top_p)  # validates the sampling knobs up front
+        if t0 + num_frames > c.max_frames:
+            warnings.warn(f"rolling out {t0 + num_frames} frames past the {c.max_frames}-frame training window: "
+                          f"the window slides, each new frame sees the {c.max_frames - 1} before it", stacklevel=2)
+        device = next(self.parameters()).device
+        generator = torch.Generator(device).manual_seed(int(seed))
+        frames = list(self.tokenizer.encode(context.to(device)).unbind(1)) if t0 else []  # each (b, gh, gw)
+        n = self.tokens_per_frame
+        trace = {"steps": [], "entropy": [], "prob": []}
+        cache, pending = None, None  # keys/values of the window so far, and the input that predicts the next token
+        for _ in tqdm(range(num_frames), desc="generate", disable=not progress):
+            window = frames[-(c.max_frames - 1):]
+            past = rearrange(torch.stack(window, 1), "b t gh gw -> b (t gh gw)") if window else torch.zeros(b, 0, dtype=torch.long, device=device)
+            if (use_cache or decoding == "parallel") and (cache is None or cache.length + n > c.max_tokens):
+                cache, pending = self._prefill(past)  # the first frame, or the window slides: read the kept frames once
+            gumbel = None if greedy else gumbel_noise((b, n, c.vocab_size), generator, device)  # fixed per position
+            knobs = dict(temperature=temperature, top_k=top_k, top_p=top_p, gumbel=gumbel)
+            if decoding == "parallel":
+                guess = frames[-1].flatten(1) if frames else torch.zeros(b, n, dtype=torch.long, device=device)
+                tokens, steps, logits = self._frame_parallel(cache, pending, guess, iterations, **knobs)
+            else:
+                tokens, steps, logits = self._frame_sequential(cache if use_cache else None, pending, past, **knobs)
+            pending = tokens[:, -1:]
+            frames.append(tokens.view(b, self.tokenizer.grid, self.tokenizer.grid))
+            if return_trace:
+                probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)  # (b, n, vocab)
+                trace["steps"].append(steps)
+                trace["entropy"].append(-(probs * probs.clamp_min(1e-12).log()).sum(-1).view_as(frames[-1]))
+                trace["prob"].append(probs.gather(-1, tokens[..., None])[..., 0].view_as(frames[-1]))
+        tokens = torch.stack(frames[t0:], 1)  # (b, num_frames, gh, gw)
+        video = self.tokenizer.decode(tokens)
+        if not return_trace:
+            return video
+        trace["tokens"] = tokens
+        trace["entropy"] = torch.stack(trace["entropy"], 1)
+        trace["prob"] = torch.stack(trace["prob"], 1)
+        return video, trace
+
+    def _prefill(self, past):
+        """A fresh cache holding the inputs [start, past[:-1]] (one network pass), and the input that comes next."""
+        cache = self.transformer.new_cache(past.shape[0])
+        if not past.shape[1]:  # nothing to read: the start token predicts the first token
+            return cache, torch.full((past.shape[0], 1), self.transformer.start_token, dtype=torch.long, device=past.device)
+        self.transformer(self.shifted(past), cache)
+        return cache, past[:, -1:]
+
+    def _frame_sequential(self, cache, pending, past, temperature, top_k, top_p, gumbel):
+        """One frame, token by token. Returns tokens (b, n), the grid after each step, and the logits used.
+
+        With a cache only the new position goes through the network; without one (cache None) every
+        token is a full pass over the window so far, which is what the cache saves.
+        """
+        b, n = past.shape[0], self.tokens_per_frame
+        tokens = past.new_zeros(b, 0)
+        steps, used = [], []
+        for i in range(n):
+            if cache is not None:
+                logits = self.transformer(pending, cache)[:, -1]
+            else:
+                logits = self.transformer(self.shifted(torch.cat([past, tokens, tokens.new_zeros(b, 1)], 1)))[:, -1]
+            token = draw(filter_logits(logits, temperature, top_k, top_p), None if gumbel is None else gumbel[:, i])  # (b,)
+            tokens = torch.cat([tokens, token[:, None]], dim=1)
+            pending = token[:, None]
+            used.append(logits)
+            steps.append(self._partial_grid(tokens))
+        return tokens, steps, torch.stack(used, 1)
+
+    def _frame_parallel(self, cache, pending, guess, iterations, temperature, top_k, top_p, gumbel):
+        """One frame by Jacobi iterations: every position redrawn at once from the current guess."""
+        b = pending.shape[0]
+        prefix = cache.length
+        steps = []
+        for _ in range(iterations):
+            cache.length = prefix  # overwrite the frame's positions with this iteration's
+            logits = self.transformer(torch.cat([pending, guess[:, :-1]], 1), cache)  # (b, n, vocab)
+            new = draw(filter_logits(logits, temperature, top_k, top_p), gumbel)
+            steps.append(new.view(b, self.tokenizer.grid, -1))
+            if torch.equal(new, guess):  # a fixed point: what sequential decoding gives; the cache already matches it
+                return guess, steps, logits
+            guess = new
+        cache.length = prefix  # not settled: store the keys and values of the tokens kept
+        self.transformer(torch.cat([pending, guess[:, :-1]], 1), cache)
+        return guess, steps, logits
+
+    def _partial_grid(self, tokens: torch.Tensor) -> torch.Tensor:
+        """A frame's tokens so far as a grid, -1 where not yet drawn: (b, gh, gw)."""
+        grid = torch.full((tokens.shape[0], self.tokens_per_frame), -1, dtype=torch.long, device=tokens.device)
+        grid[:, : tokens.shape[1]] = tokens
+        return grid.view(tokens.shape[0], self.tokenizer.grid, self.tokenizer.grid)
+
+
+# --------------------------------------------------------------------------------------------
+# building and loading
+# --------------------------------------------------------------------------------------------
+
+
+def from_tokenizer(tokenizer: vqvae.VQVAE, transformer_config: tfm.Config) -> Model:
+    """A model around a trained tokenizer (its weights copied in and frozen) and a fresh transformer."""
+    model = Model(Config(tokenizer.config, dataclasses.replace(transformer_config, vocab_size=tokenizer.config.codebook_size)))
+    model.tokenizer.load_state_dict(tokenizer.state_dict())
+    return model
+
+
+def build(preset: str, args=None) -> Model:
+    """`minivid train autoregressive --preset P [--init TOKENIZER.pt]`: the tokenizer defaults to the shipped one."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} for autoregressive; expected one of {sorted(PRESETS)}")
+    from minivid import checkpoints
+
+    init = getattr(args, "init", None) if args is not None else None
+    tokenizer = checkpoints.load(init) if init else checkpoints.pretrained("vqvae")
+    if getattr(tokenizer, "family", None) == "autoregressive":  # continue training a whole model
+        return tokenizer.train()
+    if getattr(tokenizer, "family", None) != "vqvae":
+        raise ValueError(f"--init expects a vqvae or autoregressive export, got a {getattr(tokenizer, 'family', None)!r} model")
+    return from_tokenizer(tokenizer, PRESETS[preset].transformer)
+
+
+def from_config(config: dict) -> Model:
+    """Rebuild from a checkpoint's plain-data config."""
+    return Model(Config(vqvae.Config(**config["tokenizer"]), tfm.Config(**config["transformer"])))

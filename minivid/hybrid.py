@@ -1,0 +1,242 @@
+"""The AR-diffusion hybrid: every frame its own noise level, later frames noisier, causal in time.
+
+Full-sequence diffusion (`minivid/video_diffusion.py`) noises the whole clip to one level and
+denoises all frames together; an autoregressive model finishes one frame before starting the next.
+The hybrid sits between them (AR-Diffusion, Sun et al. 2025; Diffusion Forcing, Chen et al. 2024):
+
+* **the network** is the 3D UNet with `causal=True`: each frame's temporal layers see only itself and
+  the past, and it takes one noise level per frame (`t` shaped (b, frames), -1 = clean);
+* **training** draws one timestep per frame, non-decreasing along time (AR-Diffusion) or independent
+  (Diffusion Forcing, `Config(noise="independent")`), and scores every frame except given context;
+* **sampling** follows a grid of noise levels (`minivid/schedules.py`), one row per network evaluation
+  and one column per frame: lag 0 is synchronous (full-sequence diffusion), lag = steps is fully
+  autoregressive, in between a diagonal "pyramid". Context frames are clean, or a little noised
+  (`context_noise`, trained for with `Config.context_noise`) so the model learns not to trust its own
+  slightly wrong frames too much. Rollouts longer than the window slide it forward, a chunk at a time.
+
+One reverse step is `diffusion.step`, applied per frame: frames whose level does not change in a row
+stay where they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from tqdm.auto import tqdm
+
+from minivid import diffusion, schedules
+from minivid.metrics import validate_video
+from minivid.image_diffusion import network_config
+from minivid.models.unet3d import UNet3D
+
+NOISES = ("nondecreasing", "independent")
+SCHEDULES = ("pyramid", "synchronous", "autoregressive")
+
+
+@dataclass(frozen=True)
+class Config:
+    base_channels: int = 48  # network width; see PRESETS for sizes
+    channel_mults: tuple = (1, 2, 2)  # after the 2x2 patch: 32x32 -> 16x16 -> 8x8
+    blocks_per_level: int = 2
+    attention_levels: tuple = (2,)
+    heads: int = 4
+    patch: int = 2
+    num_frames: int = 20  # the window: frames the network sees at once (context + generated)
+    max_context: int = 10  # context frames kept when sliding the window (the protocol gives 10)
+    noise: str = "nondecreasing"  # per-frame training timesteps: AR-Diffusion's or Diffusion Forcing's
+    p_context: float = 0.7  # clips trained with a clean (or lightly noised) prefix of given frames
+    context_noise: int = 100  # given frames are noised to a level drawn from [-1, this) in training
+    schedule: str = "cosine"
+    diffusion_steps: int = 1000
+    prediction: str = "v"
+    sample_steps: int = 10  # denoising steps per frame by default
+    lag: int = 2  # the default pyramid's lag, in sampler steps, between neighbouring frames
+
+
+PRESETS = {
+    "nano": Config(base_channels=16, channel_mults=(1, 2), attention_levels=(1,), blocks_per_level=1),  # 0.22 M
+    "tiny": Config(base_channels=32),  # 2.0 M
+    "small": Config(base_channels=48),  # 4.5 M
+}
+
+
+def _int_at_least(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def level_to_timestep(levels: torch.Tensor, steps: int, num_train_steps: int) -> torch.Tensor:
+    """Grid levels (steps = pure noise .. 0 = clean) -> training timesteps (T-1 .. 0, and -1 for clean)."""
+    ts = diffusion.timesteps_for(num_train_steps, steps)  # descending, ts[0] = T - 1, ts[-1] = 0
+    padded = torch.cat([ts, ts.new_tensor([-1])])  # index steps - level
+    return padded[(steps - levels).long()]
+
+
+class Model(torch.nn.Module):
+    family = "hybrid"
+
+    def __init__(self, config: Config = Config()):
+        super().__init__()
+        if config.noise not in NOISES:
+            raise ValueError(f"unknown training noise {config.noise!r}; expected one of {NOISES}")
+        if config.schedule not in diffusion.SCHEDULES:
+            raise ValueError(f"unknown schedule {config.schedule!r}; expected one of {diffusion.SCHEDULES}")
+        if config.prediction not in diffusion.PREDICTIONS:
+            raise ValueError(f"unknown prediction {config.prediction!r}; expected one of {diffusion.PREDICTIONS}")
+        if not 0 < config.max_context < config.num_frames:
+            raise ValueError(f"max_context must lie in [1, num_frames), got {config.max_context}")
+        self.config = config
+        # the image model's network shape (one input channel: context frames are frames at a low noise
+        # level, not extra channels), with causal temporal layers added
+        self.net = UNet3D(network_config(config, temporal=True, causal=True, max_frames=config.num_frames))
+        betas = diffusion.make_betas(config.schedule, config.diffusion_steps)
+        self.register_buffer("alpha_bar", diffusion.alpha_bar_from_betas(betas), persistent=False)
+
+    def forward(self, x_t, t):
+        return self.net(x_t, t)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def training_timesteps(self, b: int, device=None, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame timesteps (b, frames) and the mask (b, frames) of frames that count in the loss."""
+        c = self.config
+        draw = schedules.nondecreasing_timesteps if c.noise == "nondecreasing" else schedules.independent_timesteps
+        t = draw(b, c.num_frames, c.diffusion_steps, generator=generator, device=device)
+        # a prefix of given frames (the context at sampling time), clean or lightly noised
+        k = torch.randint(1, c.max_context + 1, (b,), generator=generator, device=device)
+        k = torch.where(torch.rand(b, generator=generator, device=device) < c.p_context, k, 0)
+        given = torch.arange(c.num_frames, device=device)[None] < k[:, None]
+        ctx_level = torch.randint(-1, max(c.context_noise, 0), (b, 1), generator=generator, device=device)
+        if c.noise == "nondecreasing":  # keep the order: the prefix sits below every later frame
+            ctx_level = torch.minimum(ctx_level, t.min(dim=1, keepdim=True).values)
+        t = torch.where(given, ctx_level.expand_as(t), t)
+        return t, (~given).float()
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        x0 = diffusion.to_model_range(batch[:, : self.config.num_frames])
+        t, mask = self.training_timesteps(x0.shape[0], x0.device)
+        return diffusion.loss(self, x0, t, self.alpha_bar, self.config.prediction, mask=mask)
+
+    # -- sampling ----------------------------------------------------------------------------------
+
+    def schedule_grid(self, num_frames: int, schedule="pyramid", steps: int | None = None, lag: int | None = None):
+        """The (rows, frames) grid of levels for one window of new frames: a name, or your own grid."""
+        steps = self.config.sample_steps if steps is None else _int_at_least("steps", steps, 1)
+        if isinstance(schedule, torch.Tensor):
+            grid = schedules.check_nondecreasing(schedule.long())
+            if grid.shape[1] != num_frames or not bool((grid[0] == steps).all()) or not bool((grid[-1] == 0).all()):
+                raise ValueError(f"a custom grid must have {num_frames} columns, start at level {steps} (noise) "
+                                 f"and end at 0 (clean); got shape {tuple(grid.shape)}, first row {grid[0].tolist()}, "
+                                 f"last row {grid[-1].tolist()}")
+            if bool((grid[1:] > grid[:-1]).any()):
+                raise ValueError("a custom grid's levels must never increase from one row to the next")
+            return grid
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES} or a (rows, frames) tensor")
+        if schedule == "synchronous":
+            lag = 0
+        elif schedule == "autoregressive":
+            lag = steps
+        else:
+            lag = self.config.lag if lag is None else lag
+        return schedules.pyramid_grid(num_frames, steps, lag)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        context: torch.Tensor,
+        num_frames: int,
+        seed: int = 0,
+        progress: bool = True,
+        return_trace: bool = False,
+        schedule="pyramid",
+        steps: int | None = None,
+        lag: int | None = None,
+        context_noise: int = 0,
+    ):
+        """`num_frames` frames after `context` (b, t0, c, h, w) in [0, 1]; t0 may be 0.
+
+        schedule: 'pyramid' (frames start `lag` steps apart), 'synchronous', 'autoregressive', or a
+        (rows, frames) tensor of levels; steps: denoising steps per frame; context_noise: training
+        timestep (0..T-1) the given frames are noised to, 0 = clean. Longer rollouts than the window
+        slide it: each chunk conditions on the last `max_context` frames.
+        Returns (b, num_frames, c, h, w) in [0, 1], or (video, trace); the trace lists, per chunk,
+        the grid, its timesteps and the network evaluations used.
+        """
+        validate_video(context, "context", channels=1, size=64)
+        c = self.config
+        num_frames = _int_at_least("num_frames", num_frames, 1)
+        steps = c.sample_steps if steps is None else _int_at_least("steps", steps, 1)
+        context_noise = _int_at_least("context_noise", context_noise, 0)
+        if context_noise >= c.diffusion_steps:
+            raise ValueError(f"context_noise must be below {c.diffusion_steps}, got {context_noise}")
+        device = self.alpha_bar.device
+        generator = torch.Generator(device).manual_seed(int(seed))
+        frames = diffusion.to_model_range(context.to(device))[:, -c.max_context:]  # the past, in [-1, 1]
+        b = context.shape[0]
+        out, trace, done = [], [], 0
+        bar = tqdm(total=num_frames, desc="frames", disable=not progress, leave=False)
+        while done < num_frames:
+            past = torch.cat([frames, *out], dim=1)[:, -c.max_context:]
+            k = past.shape[1]
+            chunk = min(num_frames - done, c.num_frames - k)
+            grid = self.schedule_grid(chunk, schedule, steps, lag)
+            new, evaluations = self._denoise_chunk(past, grid, steps, context_noise, generator)
+            out.append(new)
+            trace.append({"grid": grid, "timesteps": level_to_timestep(grid, steps, c.diffusion_steps),
+                          "context": k, "evaluations": evaluations})
+            done += chunk
+            bar.update(chunk)
+        bar.close()
+        video = diffusion.from_model_range(torch.cat(out, dim=1)[:, :num_frames])
+        return (video, trace) if return_trace else video
+
+    def _denoise_chunk(self, past, grid, steps, context_noise, generator):
+        """Denoise len(grid[0]) new frames after `past` following `grid`; returns (frames, evaluations)."""
+        c = self.config
+        b, k = past.shape[:2]
+        n = grid.shape[1]
+        device = past.device
+        x = torch.randn(b, n, *past.shape[2:], generator=generator, device=device)
+        ctx_t = torch.full((b, k), context_noise if context_noise > 0 else -1, device=device)  # -1 = clean
+        if k and context_noise > 0:
+            eps = torch.randn(past.shape, generator=generator, device=device)
+            past = diffusion.q_sample(past, ctx_t, eps, self.alpha_bar)
+        timesteps = level_to_timestep(grid, steps, c.diffusion_steps).to(device)  # (rows, n)
+        evaluations = 0
+        for row in range(1, grid.shape[0]):
+            moving = (grid[row] < grid[row - 1]).nonzero().flatten()
+            if len(moving) == 0:
+                continue
+            last = int(moving.max()) + 1  # causal: frames after the last moving one cannot change it
+            t_now = timesteps[row - 1, :last].expand(b, last)
+            t_next = timesteps[row, :last].expand(b, last)
+            x_in = torch.cat([past, x[:, :last]], dim=1)
+            t_in = torch.cat([ctx_t, t_now], dim=1).long()
+            out = self(x_in, t_in)[:, k:].float()
+            evaluations += 1
+            clean = t_now < 0  # finished frames: leave them exactly where they are
+            t_safe = t_now.clamp(min=0)
+            x0, eps = diffusion.x0_eps_from(c.prediction, out, x[:, :last], t_safe, self.alpha_bar)
+            x0 = x0.clamp(-1, 1)
+            ab = diffusion.alpha_bar_at(self.alpha_bar, t_safe, x0.ndim)
+            eps = (x[:, :last] - ab.sqrt() * x0) / (1 - ab).sqrt()
+            stepped = diffusion.step(x0, eps, t_safe, t_next, self.alpha_bar)
+            keep = (clean | (t_next == t_now))[:, :, None, None, None]
+            x[:, :last] = torch.where(keep, x[:, :last], stepped)
+        return x, evaluations
+
+
+def build(preset: str, args=None) -> Model:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} for hybrid; expected one of {sorted(PRESETS)}")
+    return Model(PRESETS[preset])
+
+
+def from_config(config: dict) -> Model:
+    """Rebuild from a checkpoint's plain-data config (lists back to tuples)."""
+    names = {f.name for f in fields(Config)}
+    clean = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items() if k in names}
+    return Model(Config(**clean))

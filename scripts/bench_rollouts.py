@@ -1,0 +1,52 @@
+"""Error accumulation: every pretrained method rolled out far past its training length, 10 frames at a time.
+
+    python scripts/bench_rollouts.py [--clips 8] [--horizon 60] [--steps 10] [--json out.json]
+
+Each method predicts from the last 10 frames (its own after the first chunk); prints MSE and ink ratio
+(generated / true brightness) averaged over frame ranges, with the command's wall time.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+
+from minivid import checkpoints, metrics, rollouts
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--horizon", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=10, help="diffusion sampling steps per chunk")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    truth = torch.cat([rollouts.true_clip(i, 10 + args.horizon) for i in range(args.clips)])
+    context, future = truth[:, :10], truth[:, 10:]
+    methods = {"copy last frame": (metrics.copy_last_frame, {}), "black frames": (metrics.blank_frames, {})}
+    for name in checkpoints.available():
+        model = checkpoints.pretrained(name)
+        if model.family in ("diffusion", "autoregressive", "hybrid"):
+            methods[name] = (model, {"steps": args.steps} if model.family != "autoregressive" else {})
+    ranges = [(1, 10), (11, 20), (21, 30), (31, args.horizon)]
+    print(f"{args.clips} test clips, {args.horizon} frames after 10 context frames, chunks of 10; cpu, {torch.get_num_threads()} threads")
+    print(f"{'method':18s} " + " ".join(f"MSE {a}-{b}".rjust(11) for a, b in ranges) + " " +
+          " ".join(f"ink {a}-{b}".rjust(10) for a, b in ranges) + "   seconds")
+    rows = {}
+    for name, (model, kwargs) in methods.items():
+        start = time.perf_counter()
+        video = rollouts.rollout(model, context, args.horizon, **kwargs)
+        seconds = time.perf_counter() - start
+        curves = rollouts.accumulation(video, future)
+        mse = [float(curves["mse"][a - 1 : b].mean()) for a, b in ranges]
+        ink = [float(curves["ink_ratio"][a - 1 : b].mean()) for a, b in ranges]
+        rows[name] = {"mse": curves["mse"].tolist(), "ink_ratio": curves["ink_ratio"].tolist(), "seconds": seconds}
+        print(f"{name:18s} " + " ".join(f"{m:11.1f}" for m in mse) + " " + " ".join(f"{i:10.2f}" for i in ink) + f"   {seconds:7.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The AR-diffusion hybrid: per-frame noise in training, causality, schedules, sliding windows, errors."""
+
+import pytest
+import torch
+
+from minivid import data, diffusion, hybrid, schedules
+
+
+def nano(**changes):
+    base = dict(hybrid.PRESETS["nano"].__dict__)
+    base.update(num_frames=6, max_context=3, **changes)
+    torch.manual_seed(0)
+    return hybrid.Model(hybrid.Config(**base)).eval()
+
+
+def test_training_timesteps_respect_the_constraint():
+    model = nano()
+    g = torch.Generator().manual_seed(0)
+    t, mask = model.training_timesteps(256, generator=g)
+    assert t.shape == mask.shape == (256, 6)
+    assert int(t.min()) >= -1 and int(t.max()) < 1000
+    schedules.check_nondecreasing(t)  # later frames at least as noisy, the given prefix included
+    given = mask == 0
+    assert given.any() and (~given).any()
+    assert bool((t[given] < model.config.context_noise).all())  # the prefix is clean or lightly noised
+    # a given prefix is a prefix: once a frame counts, every later one does
+    assert bool((mask[:, 1:] >= mask[:, :-1]).all())
+    independent = nano(noise="independent")
+    t2, _ = independent.training_timesteps(256, generator=torch.Generator().manual_seed(0))
+    assert not bool((t2[:, 1:] >= t2[:, :-1]).all())
+
+
+def test_loss_is_finite_and_trains():
+    model = nano().train()
+    clips = data.moving_mnist(range(4), seed=0, num_frames=6)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    torch.manual_seed(0)
+    first = model.loss(clips)
+    assert first.ndim == 0 and torch.isfinite(first)
+    for _ in range(30):
+        opt.zero_grad()
+        model.loss(clips).backward()
+        opt.step()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        assert float(model.loss(clips)) < float(first)
+
+
+def test_the_network_is_causal_in_time():
+    model = nano()
+    for p in model.parameters():  # zero-initialised layers would hide a leak
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(1, 6, 1, 64, 64)
+    t = torch.tensor([[0, 100, 200, 300, 400, 500]])
+    y = model(x, t)
+    x2 = x.clone()
+    x2[:, 4:] = torch.randn(1, 2, 1, 64, 64)
+    t2 = t.clone()
+    t2[:, 4:] = 999
+    y2 = model(x2, t2)
+    assert torch.allclose(y[:, :4], y2[:, :4], atol=1e-5)  # the past never sees the future
+    assert not torch.allclose(y[:, 4:], y2[:, 4:], atol=1e-3)
+
+
+def test_schedule_grids_and_network_evaluations():
+    model = nano()
+    assert model.schedule_grid(3, "synchronous", steps=4).shape == (5, 3)
+    assert model.schedule_grid(3, "autoregressive", steps=4).shape == (13, 3)
+    assert model.schedule_grid(3, "pyramid", steps=4, lag=1).shape == (7, 3)
+    context = data.standard_test_set(2)[:, :3]
+    for name, expected in [("synchronous", 4), ("autoregressive", 12), ("pyramid", 6)]:
+        video, trace = model.generate(context, 3, steps=4, lag=1, schedule=name, progress=False, return_trace=True)
+        assert video.shape == (2, 3, 1, 64, 64)
+        assert 0 <= float(video.min()) and float(video.max()) <= 1
+        assert [chunk["evaluations"] for chunk in trace] == [expected]
+        assert trace[0]["timesteps"][-1].tolist() == [-1, -1, -1]  # every frame ends clean
+
+
+def test_generate_is_seeded_and_context_matters():
+    model = nano()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    clips = data.standard_test_set(2)
+    a = model.generate(clips[:, :3], 3, seed=1, steps=3, progress=False)
+    b = model.generate(clips[:, :3], 3, seed=1, steps=3, progress=False)
+    c = model.generate(clips[:, :3], 3, seed=2, steps=3, progress=False)
+    d = model.generate(clips[:, 3:6], 3, seed=1, steps=3, progress=False)
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, d)
+    noisy = model.generate(clips[:, :3], 3, seed=1, steps=3, context_noise=50, progress=False)
+    assert not torch.equal(a, noisy)
+
+
+def test_long_rollouts_slide_the_window():
+    model = nano()
+    video, trace = model.generate(data.standard_test_set(1)[:, :3], 8, steps=2, schedule="synchronous",
+                                  progress=False, return_trace=True)
+    assert video.shape == (1, 8, 1, 64, 64)
+    assert [chunk["grid"].shape[1] for chunk in trace] == [3, 3, 2]  # window 6 = 3 context + 3 new
+    assert [chunk["context"] for chunk in trace] == [3, 3, 3]
+    free = model.generate(torch.zeros(1, 0, 1, 64, 64), 7, steps=2, progress=False)  # unconditional
+    assert free.shape == (1, 7, 1, 64, 64)
+
+
+def test_level_to_timestep_maps_the_ends():
+    levels = torch.tensor([[4, 4], [3, 4], [1, 2], [0, 0]])
+    t = hybrid.level_to_timestep(levels, 4, 1000)
+    assert t[0].tolist() == [999, 999] and t[-1].tolist() == [-1, -1] and t[2, 0] == 0
+    assert torch.equal(t[:, 0], t[:, 0].sort(descending=True).values)
+
+
+def test_custom_grid_and_bad_inputs():
+    model = nano()
+    context = data.standard_test_set(1)[:, :3]
+    grid = torch.tensor([[2, 2], [1, 2], [1, 1], [0, 0]])
+    video = model.generate(context, 2, steps=2, schedule=grid, progress=False)
+    assert video.shape == (1, 2, 1, 64, 64)
+    with pytest.raises(ValueError, match="not non-decreasing"):
+        model.generate(context, 2, steps=2, schedule=torch.tensor([[2, 2], [2, 1], [0, 0]]), progress=False)
+    with pytest.raises(ValueError, match="lag"):
+        model.generate(context, 2, steps=2, lag=-1, progress=False)
+    with pytest.raises(ValueError, match="num_frames"):
+        model.generate(context, 0, progress=False)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        model.generate(context, 2, schedule="diagonal", progress=False)
+    with pytest.raises(ValueError, match="context_noise"):
+        model.generate(context, 2, context_noise=1000, progress=False)
+    with pytest.raises(ValueError, match="noise"):
+        hybrid.Model(hybrid.Config(noise="sometimes"))
+    assert diffusion.alpha_bar_at(model.alpha_bar, torch.tensor([-1])).item() == 1.0
