@@ -8,6 +8,7 @@ parameters, network evaluations per generated clip, and wall time per clip on th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 
@@ -24,20 +25,32 @@ def generators() -> list[str]:
     return [name for name in checkpoints.available() if checkpoints.manifest(name)["family"] in GENERATOR_FAMILIES]
 
 
-def network_evaluations(model, generate_kwargs: dict) -> int | None:
-    """Network calls per generated clip, counted with a forward hook on one clip."""
+@contextlib.contextmanager
+def counting_calls(model):
+    """Count the network's forward calls inside the block: `with counting_calls(m) as calls: ...; len(calls)`.
+
+    A plain function (a baseline) has no network and counts 0.
+    """
+    calls: list[int] = []
+    handle = None
+    if isinstance(model, torch.nn.Module):
+        network = getattr(model, "transformer", model)  # the AR model's sampler calls its transformer directly
+        handle = network.register_forward_pre_hook(lambda module, inputs: calls.append(1))
+    try:
+        yield calls
+    finally:
+        if handle is not None:
+            handle.remove()
+
+
+def network_evaluations(model, generate_kwargs: dict) -> int:
+    """Network calls per generated clip (10 frames after 10), counted with a forward hook on one clip."""
     from minivid import data
 
     if not isinstance(model, torch.nn.Module):
         return 0
-    calls = []
-    network = getattr(model, "transformer", model)  # the AR model's sampler calls its transformer directly
-    handle = network.register_forward_pre_hook(lambda module, inputs: calls.append(1))
-    try:
-        with torch.no_grad():
-            model.generate(data.standard_test_set(1)[:, :10], 10, progress=False, **generate_kwargs)
-    finally:
-        handle.remove()
+    with counting_calls(model) as calls, torch.no_grad():
+        model.generate(data.standard_test_set(1)[:, :10], 10, progress=False, **generate_kwargs)
     return len(calls)
 
 

@@ -49,8 +49,12 @@ def _add_family_commands(sub):
     p.add_argument("--out", default=None, help="run folder for checkpoints and previews (default runs/FAMILY)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--warmup", type=int, default=None, help="learning-rate warm-up steps (default 200)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this much wall time")
-    p.add_argument("--init", default=None, help="family-specific initialisation (e.g. a checkpoint to start from)")
+    p.add_argument("--init", default=None, help="family-specific initialisation: a checkpoint to start from "
+                   "(hybrid also takes 'pretrained:diffusion')")
+    p.add_argument("--noise", default=None, choices=["nondecreasing", "independent"],
+                   help="hybrid only: per-frame training noise, AR-Diffusion's (default) or Diffusion Forcing's")
     p.add_argument("--export", default=None, help="after training, write a shippable weights file here")
     p.set_defaults(func=_run_train)
 

@@ -187,7 +187,7 @@ def trajectories(indices, seed: int, num_frames: int, num_digits: int, speed: fl
     Returns (positions (b, t, d, 2), velocities (b, t, d, 2)).
     """
     idx = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
-    b, d = idx.numel(), num_digits
+    d = num_digits
     # float64 throughout: positions become integer pixel offsets, and float32 sin/cos differ between
     # CPU and CUDA in the last bit, which is enough to move a digit by one pixel now and then.
     start = torch.stack([_per_digit(seed, idx, d, 1), _per_digit(seed, idx, d, 2)], dim=-1).double()  # (b, d, 2)

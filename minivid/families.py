@@ -73,6 +73,7 @@ def get_family(name: str) -> Family:
 
 def default_train_cli(family: Family, args) -> int:
     """`minivid train FAMILY`: the shared loop on Moving MNIST, then (optionally) a shippable export."""
+    import dataclasses
     import time
 
     import torch
@@ -95,6 +96,8 @@ def default_train_cli(family: Family, args) -> int:
         out_dir=args.out or f"runs/{family.name}",
         max_minutes=getattr(args, "max_minutes", None),
     )
+    if getattr(args, "warmup", None) is not None:
+        cfg = dataclasses.replace(cfg, warmup_steps=args.warmup)
     trainer = Trainer(model, cfg, make_batch=make_batch)
     start = time.perf_counter()
     trainer.fit()

@@ -20,7 +20,7 @@ stay where they are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -175,7 +175,6 @@ class Model(torch.nn.Module):
         device = self.alpha_bar.device
         generator = torch.Generator(device).manual_seed(int(seed))
         frames = diffusion.to_model_range(context.to(device))[:, -c.max_context:]  # the past, in [-1, 1]
-        b = context.shape[0]
         out, trace, done = [], [], 0
         bar = tqdm(total=num_frames, desc="frames", disable=not progress, leave=False)
         while done < num_frames:
@@ -229,10 +228,61 @@ class Model(torch.nn.Module):
         return x, evaluations
 
 
+def from_diffusion_model(video_model, config: Config) -> Model:
+    """A hybrid whose network starts from a trained full-sequence diffusion model (`minivid.video_diffusion`).
+
+    The two networks differ in two places, and everything else is copied as is:
+
+    * the stem: the diffusion model reads three channels per pixel (noisy frame, context frame, context
+      mask); the hybrid reads one, so it keeps the noisy-frame weights. Context now arrives as clean
+      frames in the sequence (noise level -1), which fine-tuning teaches it to use;
+    * the temporal convs: kernel taps (previous, current, next frame) become causal taps
+      (two back, previous, current), so the weights keep their meaning and the next frame's tap is dropped.
+    """
+    vc = video_model.config
+    for name in ("base_channels", "channel_mults", "blocks_per_level", "attention_levels", "heads", "patch",
+                 "schedule", "diffusion_steps", "prediction"):
+        mine, theirs = getattr(config, name), getattr(vc, name)
+        if (tuple(mine) if isinstance(mine, (list, tuple)) else mine) != (tuple(theirs) if isinstance(theirs, (list, tuple)) else theirs):
+            raise ValueError(f"cannot start from this diffusion model: its {name} is {theirs!r}, the hybrid's {mine!r}")
+    model = Model(config)
+    source = video_model.net.state_dict()
+    target = model.net.state_dict()
+    p2 = config.patch**2
+    for name, value in source.items():
+        if name == "stem.weight":
+            value = value[:, :p2]  # input channels are (c p1 p2): the first p^2 are the noisy frame's
+        elif name.endswith("temporal.conv.weight"):
+            value = torch.cat([torch.zeros_like(value[..., :1]), value[..., :2]], dim=-1)  # (past, now, next) -> (2 back, past, now)
+        if target[name].shape != value.shape:
+            raise ValueError(f"cannot start from this diffusion model: {name} is {tuple(value.shape)}, "
+                             f"the hybrid needs {tuple(target[name].shape)}")
+        target[name] = value
+    model.net.load_state_dict(target)
+    return model
+
+
 def build(preset: str, args=None) -> Model:
+    """`minivid train hybrid --preset P [--init X.pt]`: fresh, from a diffusion export, or continued from a hybrid export."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for hybrid; expected one of {sorted(PRESETS)}")
-    return Model(PRESETS[preset])
+    config = PRESETS[preset]
+    if args is not None and getattr(args, "noise", None):
+        config = replace(config, noise=args.noise)
+    init = getattr(args, "init", None) if args is not None else None
+    if not init:
+        return Model(config)
+    from minivid import checkpoints
+
+    start = checkpoints.load(init) if init != "pretrained:diffusion" else checkpoints.pretrained("diffusion")
+    family = getattr(start, "family", None)
+    if family == "hybrid":  # continue from a hybrid's weights
+        if start.config != config:
+            raise ValueError(f"{init} holds a different hybrid configuration than preset {preset!r}")
+        return start.train()
+    if family != "diffusion":
+        raise ValueError(f"--init expects a diffusion or hybrid export (or 'pretrained:diffusion'), got a {family!r} model")
+    return from_diffusion_model(start, config)
 
 
 def from_config(config: dict) -> Model:

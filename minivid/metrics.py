@@ -150,7 +150,7 @@ def test_clips(num_clips: int = 256, num_frames: int = 20, device=None) -> torch
     return ds.batch(range(num_clips), device=device)
 
 
-def _as_generate(model, generate_kwargs: dict):
+def as_generate(model, generate_kwargs: dict):
     """A function (context, num_frames, seed) -> video from a model with .generate or a plain callable."""
     fn = model.generate if hasattr(model, "generate") else model
     if not callable(fn):
@@ -198,7 +198,7 @@ def evaluate(
     for key, value, low in (("num_clips", num_clips, 1), ("batch_size", batch_size, 1), ("context", context, 0), ("future", future, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{key} must be an integer >= {low}, got {value!r}")
-    generate = _as_generate(model, generate_kwargs or {})
+    generate = as_generate(model, generate_kwargs or {})
     module = model if isinstance(model, torch.nn.Module) else None
     if module is not None:
         param, want = next(module.parameters(), None), torch.device(device)

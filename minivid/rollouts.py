@@ -16,12 +16,10 @@ Two measures per future frame:
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from tqdm.auto import tqdm
 
-from minivid import data, metrics
+from minivid import metrics
 
 
 def true_clip(index: int, num_frames: int) -> torch.Tensor:
@@ -30,8 +28,7 @@ def true_clip(index: int, num_frames: int) -> torch.Tensor:
         raise ValueError(f"clip index must be an integer >= 0, got {index!r}")
     if int(num_frames) != num_frames or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-    return data.MovingMNIST(length=int(index) + 1, seed=data.STANDARD_TEST_SEED, split="test",
-                            num_frames=int(num_frames)).batch([int(index)])
+    return metrics.test_clips(int(index) + 1, int(num_frames))[int(index):]
 
 
 def rollout(model, context: torch.Tensor, horizon: int, chunk: int = 10, seed: int = 0, progress: bool = False,
@@ -45,16 +42,14 @@ def rollout(model, context: torch.Tensor, horizon: int, chunk: int = 10, seed: i
         raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
     if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    generate = getattr(model, "generate", model)  # a model, or a plain function like metrics.copy_last_frame
-    if "progress" in inspect.signature(generate).parameters:
-        generate_kwargs = {"progress": False, **generate_kwargs}
+    generate = metrics.as_generate(model, generate_kwargs)  # a model, or a plain function like copy_last_frame
     keep = context.shape[1]
     frames, done, k = context, 0, 0
     out = []
     with tqdm(total=int(horizon), desc="rollout", disable=not progress, leave=False) as bar:
         while done < horizon:
             n = min(int(chunk), int(horizon) - done)
-            new = generate(frames[:, frames.shape[1] - keep:], n, seed=seed + k, **generate_kwargs)
+            new = generate(frames[:, frames.shape[1] - keep:], n, seed + k)
             out.append(new.to(context.device))
             frames = torch.cat([frames, out[-1]], dim=1)
             done, k = done + n, k + 1

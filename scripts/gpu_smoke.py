@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from minivid import checkpoints, data
+from minivid import data
 from minivid.train import TrainConfig, Trainer
 
 

@@ -1,6 +1,5 @@
 """Moving MNIST as Srivastava et al. (2015) define it, reproducible per (seed, index)."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -127,3 +127,26 @@ def test_custom_grid_and_bad_inputs():
     with pytest.raises(ValueError, match="noise"):
         hybrid.Model(hybrid.Config(noise="sometimes"))
     assert diffusion.alpha_bar_at(model.alpha_bar, torch.tensor([-1])).item() == 1.0
+
+
+def test_starting_from_a_diffusion_model():
+    from minivid import video_diffusion
+
+    torch.manual_seed(0)
+    video = video_diffusion.Model(video_diffusion.PRESETS["nano"])
+    with torch.no_grad():  # a "trained" spatial network; temporal layers still at their zero start
+        for name, p in video.net.named_parameters():
+            if ".temporal." not in name:
+                p.add_(0.05 * torch.randn_like(p))
+    model = hybrid.from_diffusion_model(video, hybrid.PRESETS["nano"])
+    x, t = torch.randn(2, 5, 1, 64, 64), torch.randint(0, 1000, (2, 5))
+    with torch.no_grad():  # no context given: the extra channels add nothing, so both networks agree
+        assert torch.allclose(model(x, t), video(x, t), atol=1e-5)
+    # causal temporal conv taps keep their meaning: (past, now) move to the last two of (2 back, past, now)
+    src = dict(video.net.named_parameters())
+    for name, p in model.net.named_parameters():
+        if name.endswith("temporal.conv.weight"):
+            assert torch.equal(p[..., 1:], src[name][..., :2]) and not p[..., 0].any()
+    assert torch.equal(model.net.stem.weight, src["stem.weight"][:, :4])
+    with pytest.raises(ValueError, match="base_channels"):
+        hybrid.from_diffusion_model(video, hybrid.PRESETS["tiny"])

@@ -53,3 +53,17 @@ def test_ci_runs_the_readme_test_command():
     assert m, "README must show the test command in a fenced block after <!-- TEST-COMMAND -->"
     command = m.group(1).strip()
     assert command in ci, f".ci/run must call exactly the README's test command: {command!r}"
+
+
+def test_every_shipped_model_loads_verified_and_has_its_recipe():
+    from minivid import checkpoints
+
+    names = checkpoints.available()
+    assert {"diffusion", "vqvae", "autoregressive"} <= set(names)
+    for name in names:
+        card = checkpoints.manifest(name)
+        weights = ROOT / "minivid" / "weights" / card["file"]
+        assert weights.stat().st_size < 12e6, f"{name}: shipped weights should stay a few MB"
+        assert card["recipe"].startswith("minivid train "), f"{name}: the manifest must say how to retrain it"
+        model = checkpoints.pretrained(name)  # checks the SHA-256 before loading
+        assert sum(p.numel() for p in model.parameters()) == card["parameters"] <= 10_000_000

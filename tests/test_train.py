@@ -1,6 +1,7 @@
 """The shared training loop: exact resume, NaN detection, exports verified by hash, the CLI."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -77,8 +78,13 @@ def test_export_load_and_hash_check(tmp_path):
 
 
 def test_atomic_save_leaves_no_partial_file(tmp_path):
-    checkpoints.atomic_save({"a": torch.ones(2)}, tmp_path / "c.pt")
+    old = os.umask(0o022)
+    try:
+        checkpoints.atomic_save({"a": torch.ones(2)}, tmp_path / "c.pt")
+    finally:
+        os.umask(old)
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o644  # the usual permissions, not mkstemp's 0600
 
 
 def test_cli_help_and_errors(capsys):

@@ -3,11 +3,13 @@
     DenoiseExplorer(model)   scrub through a diffusion model's denoising steps (logic: DenoiseState)
     TokenRollout(model)      watch an autoregressive model fill in token grids (logic: TokenRolloutState)
     ErrorAccumulation(models)  long rollouts of several methods, errors per frame (logic: ErrorAccumulationState)
+    Compare(models)          one test context through every method, side by side, with a table (logic: CompareState)
 """
 
+from minivid.widgets.compare import Compare, CompareState
 from minivid.widgets.denoise import DenoiseExplorer, DenoiseState
 from minivid.widgets.errors import ErrorAccumulation, ErrorAccumulationState
 from minivid.widgets.tokens import TokenRollout, TokenRolloutState
 
-__all__ = ["DenoiseExplorer", "DenoiseState", "ErrorAccumulation", "ErrorAccumulationState", "TokenRollout",
+__all__ = ["Compare", "CompareState", "DenoiseExplorer", "DenoiseState", "ErrorAccumulation", "ErrorAccumulationState", "TokenRollout",
            "TokenRolloutState"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import torch
 
 from minivid import data, viz
 

@@ -17,55 +17,28 @@ The logic is the plain class `ErrorAccumulationState`, which the tests drive wit
 
 from __future__ import annotations
 
-import inspect
-import io
-
 import torch
 
 from minivid import data, rollouts, viz
+from minivid.widgets.methods import MethodsState, MethodsView, png
 
-SETTINGS = ("steps", "temperature", "context_noise", "schedule")  # passed to generate where it takes them
 
-
-class ErrorAccumulationState:
+class ErrorAccumulationState(MethodsState):
     """Settings, cached rollouts, curves and figures. No widgets in here."""
 
+    KNOBS = ("steps", "temperature", "context_noise", "schedule")  # passed to generate where it takes them
+    FIXED = ("clip", "horizon", "seed")
+
     def __init__(self, models: dict, context: int = data.STANDARD_CONTEXT, max_horizon: int = 120):
-        if not isinstance(models, dict) or not models:
-            raise ValueError("models must be a non-empty dict {name: model with generate(context, num_frames)} "
-                             "(a function such as metrics.copy_last_frame works too)")
-        self.models = {name: m.eval() if isinstance(m, torch.nn.Module) else m for name, m in models.items()}
+        super().__init__(models, {"clip": 0, "horizon": 60, "seed": 0, "steps": 10, "temperature": 1.0,
+                                  "context_noise": 0, "schedule": "pyramid"})
         self.context, self.max_horizon = context, max_horizon
-        self.settings = {"clip": 0, "horizon": 60, "seed": 0, "steps": 10, "temperature": 1.0,
-                         "context_noise": 0, "schedule": "pyramid"}
-        self.cache: dict[tuple, torch.Tensor] = {}
-        self.runs = 0
 
-    def accepted(self, name: str) -> list[str]:
-        """The sampling settings this method's generate takes."""
-        model = self.models[name]
-        params = inspect.signature(getattr(model, "generate", model)).parameters
-        return [s for s in SETTINGS if s in params]
-
-    def key(self, name: str) -> tuple:
-        s = self.settings
-        return (name, s["clip"], s["horizon"], s["seed"], *((k, s[k]) for k in self.accepted(name)))
-
-    def update(self, **settings):
-        unknown = set(settings) - set(self.settings)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; expected {sorted(self.settings)}")
+    def check(self, settings: dict):
         if "horizon" in settings and not 1 <= settings["horizon"] <= self.max_horizon:
             raise ValueError(f"horizon must be in 1..{self.max_horizon}, got {settings['horizon']}")
         if "clip" in settings and settings["clip"] < 0:
             raise ValueError(f"clip must be >= 0, got {settings['clip']}")
-        if "steps" in settings and settings["steps"] < 1:
-            raise ValueError(f"steps must be >= 1, got {settings['steps']}")
-        if "temperature" in settings and not settings["temperature"] > 0:
-            raise ValueError(f"temperature must be > 0, got {settings['temperature']}")
-        if "context_noise" in settings and settings["context_noise"] < 0:
-            raise ValueError(f"context_noise must be >= 0, got {settings['context_noise']}")
-        self.settings.update(settings)
 
     def truth(self) -> torch.Tensor:
         """(1, context + horizon, 1, 64, 64): the test clip, as long as the horizon needs."""
@@ -78,15 +51,11 @@ class ErrorAccumulationState:
         for name, model in self.models.items():
             key = self.key(name)
             if key not in self.cache:
-                kwargs = {k: self.settings[k] for k in self.accepted(name)}
                 self.cache[key] = rollouts.rollout(model, truth[:, : self.context], self.settings["horizon"],
-                                                   seed=self.settings["seed"], progress=progress, **kwargs)
+                                                   seed=self.settings["seed"], progress=progress, **self.kwargs(name))
                 self.runs += 1
             out[name] = self.cache[key]
         return out
-
-    def done(self) -> bool:
-        return all(self.key(name) in self.cache for name in self.models)
 
     def curves(self) -> dict[str, dict[str, torch.Tensor]]:
         """{measure: {method: (horizon,) values}} for the current settings."""
@@ -105,10 +74,7 @@ class ErrorAccumulationState:
         ax_ink.axhline(1.0, color="grey", linewidth=0.8)
         for ax in (ax_mse, ax_ink):
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+        return png(fig)
 
     def videos(self) -> dict[str, torch.Tensor]:
         """{title: (horizon, 1, 64, 64)}: the truth, then each method."""
@@ -117,7 +83,7 @@ class ErrorAccumulationState:
         return shown
 
 
-class ErrorAccumulation:
+class ErrorAccumulation(MethodsView):
     """The ipywidgets front end of `ErrorAccumulationState`."""
 
     def __init__(self, models: dict, num_clips: int = 8, max_horizon: int = 120):
@@ -137,22 +103,8 @@ class ErrorAccumulation:
         self.plot = W.Image(format="png")
         self.movies = W.Output()
         controls = (self.clip, self.horizon, self.seed, self.steps, self.temperature, self.context_noise, self.schedule)
-        for control in controls:
-            control.observe(self._on_setting, names="value")
-        self.run.on_click(self._on_run)
-        used = {k for name in self.state.models for k in self.state.accepted(name)}
-        knobs = [getattr(self, k) for k in SETTINGS if k in used]  # show only the knobs some method takes
-        self.widget = W.VBox([W.HBox([self.clip, self.horizon, self.seed]), W.HBox(knobs), W.HBox([self.run, self.status]),
-                              self.plot, self.movies])
-
-    def _on_setting(self, change=None):
-        self.state.update(clip=int(self.clip.value), horizon=int(self.horizon.value), seed=int(self.seed.value),
-                          steps=int(self.steps.value), temperature=float(self.temperature.value),
-                          context_noise=int(self.context_noise.value), schedule=self.schedule.value)
-        if self.state.done():
-            self._refresh()
-        else:
-            self.status.value = "settings changed: press Roll out"
+        rows = self._wire(controls, [self.clip, self.horizon, self.seed], fps=8)
+        self.widget = W.VBox([*rows, self.plot, self.movies])
 
     def _on_run(self, button=None):
         self.status.value = "rolling out..."
@@ -162,12 +114,4 @@ class ErrorAccumulation:
     def _refresh(self):
         self.status.value = f"{self.state.settings['horizon']} frames per method (cached)"
         self.plot.value = self.state.figure_png()
-        self.movies.clear_output(wait=True)
-        with self.movies:
-            viz.show_videos(self.state.videos(), width=96, fps=8, codec="gif")
-
-    def show(self):
-        from IPython.display import display
-
-        display(self.widget)
-        return self
+        self._play()

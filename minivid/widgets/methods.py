@@ -1,0 +1,105 @@
+"""What the two many-method widgets (Compare, ErrorAccumulation) share.
+
+Several methods, each anything with `generate(context, num_frames, seed=...)` (or such a function);
+sampling knobs that reach only the methods whose `generate` takes them; results cached per method under
+exactly the settings that method uses, so moving a knob re-runs only the methods it reaches.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+
+import torch
+
+
+class MethodsState:
+    """Models, settings, a per-method cache. Subclasses set KNOBS (generate keywords) and FIXED (settings every method uses)."""
+
+    KNOBS: tuple[str, ...] = ()
+    FIXED: tuple[str, ...] = ("clip", "seed")
+
+    def __init__(self, models: dict, settings: dict):
+        if not isinstance(models, dict) or not models:
+            raise ValueError("models must be a non-empty dict {name: model with generate(context, num_frames)} "
+                             "(a function such as metrics.copy_last_frame works too)")
+        self.models = {name: m.eval() if isinstance(m, torch.nn.Module) else m for name, m in models.items()}
+        self.settings = settings
+        self.cache: dict[tuple, object] = {}
+        self.runs = 0
+
+    def accepted(self, name: str) -> list[str]:
+        """The sampling settings this method's generate takes."""
+        model = self.models[name]
+        params = inspect.signature(getattr(model, "generate", model)).parameters
+        return [k for k in self.KNOBS if k in params]
+
+    def key(self, name: str) -> tuple:
+        s = self.settings
+        return (name, *(s[k] for k in self.FIXED), *((k, s[k]) for k in self.accepted(name)))
+
+    def done(self) -> bool:
+        return all(self.key(name) in self.cache for name in self.models)
+
+    def kwargs(self, name: str) -> dict:
+        return {k: self.settings[k] for k in self.accepted(name)}
+
+    def update(self, **settings):
+        unknown = set(settings) - set(self.settings)
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; expected {sorted(self.settings)}")
+        self.check(settings)
+        if "steps" in settings and settings["steps"] < 1:
+            raise ValueError(f"steps must be >= 1, got {settings['steps']}")
+        if "temperature" in settings and not settings["temperature"] > 0:
+            raise ValueError(f"temperature must be > 0, got {settings['temperature']}")
+        if "context_noise" in settings and settings["context_noise"] < 0:
+            raise ValueError(f"context_noise must be >= 0, got {settings['context_noise']}")
+        self.settings.update(settings)
+
+    def check(self, settings: dict):
+        """Subclasses: raise ValueError for settings of their own that are out of range."""
+
+
+def png(fig) -> bytes:
+    """A matplotlib Figure as PNG bytes (for an ipywidgets Image)."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+class MethodsView:
+    """The shared front-end parts: observe the controls, lay out the knobs some method takes, play the videos."""
+
+    def _wire(self, controls, top, fps: float):
+        for control in controls:
+            control.observe(self._on_setting, names="value")
+        self.run.on_click(self._on_run)
+        import ipywidgets as W
+
+        used = {k for name in self.state.models for k in self.state.accepted(name)}
+        knobs = [getattr(self, k) for k in self.state.KNOBS if k in used]  # show only the knobs some method takes
+        self.fps = fps
+        return W.HBox(top), W.HBox(knobs), W.HBox([self.run, self.status])
+
+    def _on_setting(self, change=None):
+        # every setting has a control of the same name; cast its value to the setting's type
+        self.state.update(**{k: type(v)(getattr(self, k).value) for k, v in self.state.settings.items()})
+        if self.state.done():
+            self._refresh()
+        else:
+            self.status.value = f"settings changed: press {self.run.description}"
+
+    def _play(self):
+        from minivid import viz
+
+        self.movies.clear_output(wait=True)
+        with self.movies:
+            viz.show_videos(self.state.videos(), width=96, fps=self.fps, codec="gif")
+
+    def show(self):
+        from IPython.display import display
+
+        display(self.widget)
+        return self
