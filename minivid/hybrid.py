@@ -263,7 +263,7 @@ def from_diffusion_model(video_model, config: Config) -> Model:
 
 
 def build(preset: str, args=None) -> Model:
-    """`minivid train hybrid --preset P [--init X.pt]`: fresh, from a diffusion export, or continued from a hybrid export."""
+    """`minivid train hybrid --preset P [--init X.pt | pretrained:NAME]`: fresh, from a diffusion model, or continued from a hybrid."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for hybrid; expected one of {sorted(PRESETS)}")
     config = PRESETS[preset]
@@ -274,14 +274,17 @@ def build(preset: str, args=None) -> Model:
         return Model(config)
     from minivid import checkpoints
 
-    start = checkpoints.load(init) if init != "pretrained:diffusion" else checkpoints.pretrained("diffusion")
+    start = checkpoints.pretrained(init.split(":", 1)[1]) if init.startswith("pretrained:") else checkpoints.load(init)
     family = getattr(start, "family", None)
     if family == "hybrid":  # continue from a hybrid's weights
-        if start.config != config:
-            raise ValueError(f"{init} holds a different hybrid configuration than preset {preset!r}")
+        differ = [f"{f.name} ({getattr(start.config, f.name)!r} there, {getattr(config, f.name)!r} here)"
+                  for f in fields(Config) if getattr(start.config, f.name) != getattr(config, f.name)]
+        if differ:
+            raise ValueError(f"{init} holds a different hybrid than preset {preset!r}: {', '.join(differ)}")
         return start.train()
     if family != "diffusion":
-        raise ValueError(f"--init expects a diffusion or hybrid export (or 'pretrained:diffusion'), got a {family!r} model")
+        raise ValueError(f"--init expects a diffusion or hybrid export, or 'pretrained:diffusion' / 'pretrained:hybrid'; "
+                         f"got a {family!r} model")
     return from_diffusion_model(start, config)
 
 

@@ -150,3 +150,16 @@ def test_starting_from_a_diffusion_model():
     assert torch.equal(model.net.stem.weight, src["stem.weight"][:, :4])
     with pytest.raises(ValueError, match="base_channels"):
         hybrid.from_diffusion_model(video, hybrid.PRESETS["tiny"])
+
+
+def test_build_continues_a_hybrid_and_names_what_differs(tmp_path):
+    from argparse import Namespace
+
+    from minivid import checkpoints
+
+    torch.manual_seed(0)
+    checkpoints.export(hybrid.Model(hybrid.PRESETS["nano"]), "hybrid", tmp_path / "h.pt", preset="nano")
+    again = hybrid.build("nano", Namespace(init=str(tmp_path / "h.pt"), noise=None))
+    assert again.training and again.config == hybrid.PRESETS["nano"]
+    with pytest.raises(ValueError, match=r"noise \('nondecreasing' there, 'independent' here\)"):
+        hybrid.build("nano", Namespace(init=str(tmp_path / "h.pt"), noise="independent"))
