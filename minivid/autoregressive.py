@@ -288,7 +288,7 @@ def build(preset: str, args=None) -> Model:
     from minivid import checkpoints
 
     init = getattr(args, "init", None) if args is not None else None
-    tokenizer = checkpoints.load(init) if init else checkpoints.pretrained("vqvae")
+    tokenizer = checkpoints.resolve(init or "pretrained:vqvae")
     if getattr(tokenizer, "family", None) == "autoregressive":  # continue training a whole model
         return tokenizer.train()
     if getattr(tokenizer, "family", None) != "vqvae":

@@ -137,6 +137,13 @@ def manifest(name: str) -> dict:
     return json.loads(ref.read_text())
 
 
+def resolve(spec: str, device="cpu"):
+    """A model from `--init`-style text: a weights or checkpoint path, or 'pretrained:NAME' for a shipped one."""
+    if spec.startswith("pretrained:"):
+        return pretrained(spec.split(":", 1)[1], device=device)
+    return load(spec, device=device)
+
+
 def pretrained(name: str, device="cpu"):
     """A shipped pretrained model, verified by hash, in eval mode: 'diffusion', 'vqvae', 'autoregressive', 'hybrid'."""
     info = manifest(name)

@@ -51,8 +51,8 @@ def _add_family_commands(sub):
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--warmup", type=int, default=None, help="learning-rate warm-up steps (default 200)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this much wall time")
-    p.add_argument("--init", default=None, help="family-specific initialisation: a checkpoint to start from "
-                   "(hybrid also takes 'pretrained:diffusion' or 'pretrained:hybrid')")
+    p.add_argument("--init", default=None, help="family-specific initialisation: a checkpoint file to start from, "
+                   "or pretrained:NAME for a shipped model (e.g. hybrid from pretrained:diffusion)")
     p.add_argument("--noise", default=None, choices=["nondecreasing", "independent"],
                    help="hybrid only: per-frame training noise, AR-Diffusion's (default) or Diffusion Forcing's")
     p.add_argument("--export", default=None, help="after training, write a shippable weights file here")

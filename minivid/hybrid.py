@@ -239,11 +239,13 @@ def from_diffusion_model(video_model, config: Config) -> Model:
     * the temporal convs: kernel taps (previous, current, next frame) become causal taps
       (two back, previous, current), so the weights keep their meaning and the next frame's tap is dropped.
     """
+    from minivid.video_diffusion import tuple_or
+
     vc = video_model.config
     for name in ("base_channels", "channel_mults", "blocks_per_level", "attention_levels", "heads", "patch",
                  "schedule", "diffusion_steps", "prediction"):
         mine, theirs = getattr(config, name), getattr(vc, name)
-        if (tuple(mine) if isinstance(mine, (list, tuple)) else mine) != (tuple(theirs) if isinstance(theirs, (list, tuple)) else theirs):
+        if tuple_or(mine) != tuple_or(theirs):
             raise ValueError(f"cannot start from this diffusion model: its {name} is {theirs!r}, the hybrid's {mine!r}")
     model = Model(config)
     source = video_model.net.state_dict()
@@ -274,7 +276,7 @@ def build(preset: str, args=None) -> Model:
         return Model(config)
     from minivid import checkpoints
 
-    start = checkpoints.pretrained(init.split(":", 1)[1]) if init.startswith("pretrained:") else checkpoints.load(init)
+    start = checkpoints.resolve(init)
     family = getattr(start, "family", None)
     if family == "hybrid":  # continue from a hybrid's weights
         differ = [f"{f.name} ({getattr(start.config, f.name)!r} there, {getattr(config, f.name)!r} here)"
@@ -283,8 +285,8 @@ def build(preset: str, args=None) -> Model:
             raise ValueError(f"{init} holds a different hybrid than preset {preset!r}: {', '.join(differ)}")
         return start.train()
     if family != "diffusion":
-        raise ValueError(f"--init expects a diffusion or hybrid export, or 'pretrained:diffusion' / 'pretrained:hybrid'; "
-                         f"got a {family!r} model")
+        raise ValueError(f"--init expects a diffusion or hybrid model (a file, or 'pretrained:diffusion' / "
+                         f"'pretrained:hybrid'), got a {family!r} model")
     return from_diffusion_model(start, config)
 
 

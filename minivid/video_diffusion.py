@@ -188,7 +188,7 @@ def build(preset: str, args=None) -> Model:
         return Model(PRESETS[preset])
     from minivid import checkpoints
 
-    start = checkpoints.load(init)
+    start = checkpoints.resolve(init)
     if getattr(start, "family", None) == "diffusion":  # continue from a video model's weights
         if start.config != PRESETS[preset]:
             raise ValueError(f"{init} holds a different diffusion configuration than preset {preset!r}")

@@ -48,3 +48,9 @@ def test_bench_lists_generators_only_and_counts_transformer_passes():
     assert bench.network_evaluations(model, {}) == 1 + 10 * 64
     # parallel: the context once, then per frame at most `iterations` passes and one to store the frame
     assert 1 + 10 <= bench.network_evaluations(model, {"decoding": "parallel", "iterations": 3}) <= 1 + 10 * (3 + 1)
+
+
+def test_bench_counts_calls_per_clip_over_several_batches(monkeypatch):
+    monkeypatch.setattr(bench, "BATCH_SIZE", 1)  # two clips, two batches: the count is per batch, not summed
+    (row,) = bench.run(2, methods=["diffusion"], generate_kwargs={"diffusion": {"steps": 2}}, progress=False)
+    assert row["network_evals_per_clip"] == 2 and row["clips"] == 2
