@@ -81,6 +81,26 @@ def export(model, family: str, path, preset: str | None = None, recipe: str = ""
     return manifest
 
 
+def load_export(path, family: str | None = None, device="cpu"):
+    """An export checked against the manifest beside it (PATH with .json): returns (model, manifest)."""
+    path = Path(path)
+    info = json.loads(path.with_suffix(".json").read_text())
+    return load(path, family=family or info["family"], expected_sha256=info["sha256"], device=device), info
+
+
+def record_metrics(path, **entries) -> dict:
+    """Store `entries` under "metrics" in the manifest beside export PATH, and return the manifest.
+
+    The manifest is read just before it is written, so entries another script added meanwhile are kept.
+    The weights file is not touched, so its SHA-256 stays valid.
+    """
+    manifest_path = Path(path).with_suffix(".json")
+    info = json.loads(manifest_path.read_text())
+    info.setdefault("metrics", {}).update(entries)
+    write_json(info, manifest_path)
+    return info
+
+
 def write_json(obj, path) -> None:
     """JSON written atomically, like every other file minivid writes."""
     path = Path(path)

@@ -16,7 +16,6 @@ manifest (metrics.training_noise) with both recipes; the weights file is not tou
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -36,14 +35,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    base_path = Path(args.base)
-    manifest_path = base_path.with_suffix(".json")
-    manifest = json.loads(manifest_path.read_text())
-    twin_path = Path(args.twin)
-    twin_card = json.loads(twin_path.with_suffix(".json").read_text())
-    models = {"non-decreasing": (checkpoints.load(base_path, family="hybrid", expected_sha256=manifest["sha256"],
-                                                  device=args.device), manifest),
-              "independent": (checkpoints.load(twin_path, family="hybrid", device=args.device), twin_card)}
+    models = {"non-decreasing": checkpoints.load_export(args.base, family="hybrid", device=args.device),
+              "independent": checkpoints.load_export(args.twin, family="hybrid", device=args.device)}
     rows = []
     print(f"{'training noise':26s} {'schedule':24s} {'MSE':>6s} {'SSIM':>6s}   ({args.clips} test clips)")
     for name, (model, card) in models.items():
@@ -54,9 +47,7 @@ def main():
                          "clips": args.clips, "mse": result["mse"], "ssim": result["ssim"], "psnr": result["psnr"],
                          "recipe": card["recipe"]})
             print(f"{name:26s} {label:24s} {result['mse']:6.1f} {result['ssim']:6.3f}")
-    manifest = json.loads(manifest_path.read_text())  # again: another script may have added to it meanwhile
-    manifest.setdefault("metrics", {})["training_noise"] = rows
-    checkpoints.write_json(manifest, manifest_path)
+    checkpoints.record_metrics(args.base, training_noise=rows)
 
 
 if __name__ == "__main__":

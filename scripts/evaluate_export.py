@@ -7,7 +7,6 @@ The weights file is not touched, so its SHA-256 in the manifest stays valid.
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
@@ -23,16 +22,12 @@ def main():
     parser.add_argument("--kwargs", default="{}", help="JSON of generate() keyword arguments")
     parser.add_argument("--name", default="protocol", help="key under which the result is stored")
     args = parser.parse_args()
-    path = Path(args.weights)
-    manifest_path = path.with_suffix(".json")
-    manifest = json.loads(manifest_path.read_text())
-    model = checkpoints.load(path, family=manifest["family"], expected_sha256=manifest["sha256"], device=args.device)
+    model, _ = checkpoints.load_export(args.weights, device=args.device)
     kwargs = json.loads(args.kwargs)
     result = metrics.evaluate(model, num_clips=args.clips, batch_size=args.batch_size, device=args.device, generate_kwargs=kwargs)
     result["generate_kwargs"] = kwargs
     result["device"] = args.device
-    manifest.setdefault("metrics", {})[args.name] = result
-    checkpoints.write_json(manifest, manifest_path)
+    checkpoints.record_metrics(args.weights, **{args.name: result})
     print(json.dumps({k: v for k, v in result.items() if not k.endswith("_per_frame")}, indent=1))
     print("MSE per future frame:", [round(v, 1) for v in result["mse_per_frame"]])
 

@@ -12,7 +12,6 @@ metrics.context_noise); the weights file is not touched, so its SHA-256 stays va
 """
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
@@ -42,10 +41,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    path = Path(args.weights)
-    manifest_path = path.with_suffix(".json")
-    manifest = json.loads(manifest_path.read_text())
-    model = checkpoints.load(path, family="hybrid", expected_sha256=manifest["sha256"], device=args.device)
+    model, _ = checkpoints.load_export(args.weights, family="hybrid", device=args.device)
     where = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
     print(f"{where}; {args.clips} test clips, 10 context -> 10 frames")
     batch = min(args.batch_size, args.clips)
@@ -80,10 +76,7 @@ def main():
                "device": where}
         noise_rows.append(row)
         print(f"context noise {noise:4d}: MSE {row['mse_30_60']:6.1f}  ink {row['ink_30_60']:.2f}  ({seconds:.0f} s)")
-    manifest = json.loads(manifest_path.read_text())  # again: another script may have added to it meanwhile
-    manifest.setdefault("metrics", {})["schedules"] = table
-    manifest["metrics"]["context_noise"] = noise_rows
-    checkpoints.write_json(manifest, manifest_path)
+    checkpoints.record_metrics(args.weights, schedules=table, context_noise=noise_rows)
 
 
 if __name__ == "__main__":

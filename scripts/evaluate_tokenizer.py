@@ -8,7 +8,6 @@ scored better than encode -> decode of the true future.
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
@@ -39,13 +38,9 @@ def main():
     parser.add_argument("--clips", type=int, default=256)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    path = Path(args.weights)
-    manifest_path = path.with_suffix(".json")
-    manifest = json.loads(manifest_path.read_text())
-    model = checkpoints.load(path, family="vqvae", expected_sha256=manifest["sha256"], device=args.device)
+    model, _ = checkpoints.load_export(args.weights, family="vqvae", device=args.device)
     result = tokenizer_report(model, data.standard_test_set(args.clips))
-    manifest.setdefault("metrics", {})["reconstruction"] = result
-    checkpoints.write_json(manifest, manifest_path)
+    checkpoints.record_metrics(args.weights, reconstruction=result)
     print(json.dumps(result, indent=1))
 
 

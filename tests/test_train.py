@@ -77,6 +77,22 @@ def test_export_load_and_hash_check(tmp_path):
         checkpoints.load(tmp_path / "junk.pt")
 
 
+def test_load_export_and_record_metrics(tmp_path):
+    model = make_model()
+    path = tmp_path / "m.pt"
+    info = checkpoints.export(model, "image", path, preset="nano", metrics={"training": {"steps": 3}})
+    loaded, manifest = checkpoints.load_export(path)
+    assert manifest == info and loaded.family == model.family
+    checkpoints.record_metrics(path, protocol={"mse": 1.0})
+    checkpoints.record_metrics(path, schedules=[1, 2], protocol={"mse": 2.0})  # adds to, and replaces, what is there
+    stored = checkpoints.load_export(path)[1]
+    assert stored["metrics"] == {"training": {"steps": 3}, "protocol": {"mse": 2.0}, "schedules": [1, 2]}
+    assert stored["sha256"] == checkpoints.sha256(path)  # the weights file is untouched
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(RuntimeError, match="SHA-256"):
+        checkpoints.load_export(path)
+
+
 def test_atomic_save_leaves_no_partial_file(tmp_path):
     old = os.umask(0o022)
     try:

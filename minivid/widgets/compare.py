@@ -20,7 +20,8 @@ import time
 import torch
 
 from minivid import bench, data, metrics, viz
-from minivid.widgets.methods import MethodsState, MethodsView, png
+from minivid.widgets.denoise import figure_png
+from minivid.widgets.methods import MethodsState, MethodsView
 
 
 class CompareState(MethodsState):
@@ -83,7 +84,7 @@ class CompareState(MethodsState):
         viz.plot_per_frame({n: r["mse_per_frame"] for n, r in results.items()}, "MSE per frame", ax=ax_mse)
         viz.plot_per_frame({n: r["ssim_per_frame"] for n, r in results.items()}, "SSIM", ax=ax_ssim)
         ax_mse.legend(fontsize=7)
-        return png(fig)
+        return figure_png(fig)
 
     def videos(self) -> dict[str, torch.Tensor]:
         """{title: (10, 1, 64, 64)}: the true future, then each method's prediction."""

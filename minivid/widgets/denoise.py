@@ -32,6 +32,14 @@ def png_bytes(array: np.ndarray, scale: int = 2) -> bytes:
     return buf.getvalue()
 
 
+def figure_png(fig) -> bytes:
+    """A matplotlib Figure as PNG bytes (for an ipywidgets Image)."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 class DenoiseState:
     """Settings, the cached trajectories, and what to show at each step. No widgets in here."""
 
@@ -112,10 +120,7 @@ class DenoiseState:
         ax.set_title(f"step {self.step + 1 if step is None else step + 1}/{len(visited) + 1}: t = {t}", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="upper right")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+        return figure_png(fig)
 
 
 class DenoiseExplorer:

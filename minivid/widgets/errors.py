@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 
 from minivid import data, rollouts, viz
-from minivid.widgets.methods import MethodsState, MethodsView, png
+from minivid.widgets.denoise import figure_png
+from minivid.widgets.methods import MethodsState, MethodsView
 
 
 class ErrorAccumulationState(MethodsState):
@@ -74,7 +75,7 @@ class ErrorAccumulationState(MethodsState):
         ax_ink.axhline(1.0, color="grey", linewidth=0.8)
         for ax in (ax_mse, ax_ink):
             ax.legend(fontsize=7)
-        return png(fig)
+        return figure_png(fig)
 
     def videos(self) -> dict[str, torch.Tensor]:
         """{title: (horizon, 1, 64, 64)}: the truth, then each method."""

@@ -8,7 +8,6 @@ exactly the settings that method uses, so moving a knob re-runs only the methods
 from __future__ import annotations
 
 import inspect
-import io
 
 import torch
 
@@ -45,28 +44,27 @@ class MethodsState:
         return {k: self.settings[k] for k in self.accepted(name)}
 
     def update(self, **settings):
-        unknown = set(settings) - set(self.settings)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; expected {sorted(self.settings)}")
+        check_settings(self.settings, settings)
         self.check(settings)
-        if "steps" in settings and settings["steps"] < 1:
-            raise ValueError(f"steps must be >= 1, got {settings['steps']}")
-        if "temperature" in settings and not settings["temperature"] > 0:
-            raise ValueError(f"temperature must be > 0, got {settings['temperature']}")
-        if "context_noise" in settings and settings["context_noise"] < 0:
-            raise ValueError(f"context_noise must be >= 0, got {settings['context_noise']}")
         self.settings.update(settings)
 
     def check(self, settings: dict):
         """Subclasses: raise ValueError for settings of their own that are out of range."""
 
 
-def png(fig) -> bytes:
-    """A matplotlib Figure as PNG bytes (for an ipywidgets Image)."""
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+# sampling knobs several widgets share: (test passed by a valid value, what is expected)
+KNOB_RANGES = {"steps": (lambda v: v >= 1, ">= 1"), "temperature": (lambda v: v > 0, "> 0"),
+               "context_noise": (lambda v: v >= 0, ">= 0")}
+
+
+def check_settings(current: dict, settings: dict) -> None:
+    """One clear error for a setting name not in `current`, or a shared knob out of range."""
+    unknown = set(settings) - set(current)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}; expected {sorted(current)}")
+    for name, (valid, expected) in KNOB_RANGES.items():
+        if name in settings and not valid(settings[name]):
+            raise ValueError(f"{name} must be {expected}, got {settings[name]}")
 
 
 class MethodsView:

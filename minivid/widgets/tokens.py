@@ -14,13 +14,12 @@ The logic is the plain class `TokenRolloutState`, which the tests drive without 
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
 
 from minivid import data, viz
-from minivid.widgets.denoise import png_bytes
+from minivid.widgets.denoise import figure_png, png_bytes
+from minivid.widgets.methods import check_settings
 
 
 class TokenRolloutState:
@@ -44,15 +43,11 @@ class TokenRolloutState:
         return tuple(self.settings[k] for k in ("clip", "temperature", "top_k", "seed", "decoding", "iterations"))
 
     def update(self, **settings):
-        unknown = set(settings) - set(self.settings)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; expected {sorted(self.settings)}")
+        check_settings(self.settings, settings)
         if "decoding" in settings and settings["decoding"] not in self.DECODINGS:
             raise ValueError(f"unknown decoding {settings['decoding']!r}; expected one of {self.DECODINGS}")
         if "clip" in settings and not 0 <= settings["clip"] < len(self.clips):
             raise ValueError(f"clip must be in 0..{len(self.clips) - 1}, got {settings['clip']}")
-        if "temperature" in settings and not settings["temperature"] > 0:
-            raise ValueError(f"temperature must be > 0, got {settings['temperature']}")
         if "top_k" in settings and settings["top_k"] < 0:
             raise ValueError(f"top_k must be >= 0 (0 = off), got {settings['top_k']}")
         self.settings.update(settings)
@@ -139,10 +134,7 @@ class TokenRolloutState:
         for ax in (ax_order, ax_heat):
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+        return figure_png(fig)
 
 
 class TokenRollout:
