@@ -41,6 +41,8 @@ DECODINGS = ("sequential", "parallel")
 class Config:
     tokenizer: vqvae.Config = field(default_factory=vqvae.Config)  # the frozen frame tokenizer
     transformer: tfm.Config = field(default_factory=tfm.Config)  # the causal model over its tokens
+    token_noise: float = 0.0  # training only: input tokens replaced at random, at a rate drawn per clip from
+    # [0, token_noise): teacher forcing then also teaches continuing from imperfect tokens (exposure bias)
 
 
 PRESETS = {
@@ -124,7 +126,13 @@ class Model(torch.nn.Module):
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy over every token of the clips (in nats per token)."""
         tokens = self.sequence(batch[:, : self.config.transformer.max_frames])
-        logits = self.transformer(self.shifted(tokens))
+        inputs = self.shifted(tokens)
+        if self.config.token_noise > 0:  # corrupt some inputs; the targets stay the true tokens
+            rate = self.config.token_noise * torch.rand(tokens.shape[0], 1, device=tokens.device)  # (b, 1)
+            swap = torch.rand(inputs.shape, device=tokens.device) < rate
+            swap[:, 0] = False  # the start token stays
+            inputs = torch.where(swap, torch.randint_like(inputs, self.config.transformer.vocab_size), inputs)
+        logits = self.transformer(inputs)
         return F.cross_entropy(rearrange(logits, "b n v -> (b n) v").float(), tokens.flatten())
 
     @torch.no_grad()
@@ -289,13 +297,23 @@ def build(preset: str, args=None) -> Model:
 
     init = getattr(args, "init", None) if args is not None else None
     tokenizer = checkpoints.resolve(init or "pretrained:vqvae")
+    token_noise = getattr(args, "token_noise", None) if args is not None else None
+    if token_noise is not None and not 0 <= token_noise < 1:
+        raise ValueError(f"--token-noise must lie in [0, 1), got {token_noise}")
     if getattr(tokenizer, "family", None) == "autoregressive":  # continue training a whole model
-        return tokenizer.train()
+        model = tokenizer.train()
+        if token_noise is not None:
+            model.config = dataclasses.replace(model.config, token_noise=token_noise)
+        return model
     if getattr(tokenizer, "family", None) != "vqvae":
         raise ValueError(f"--init expects a vqvae or autoregressive export, got a {getattr(tokenizer, 'family', None)!r} model")
-    return from_tokenizer(tokenizer, PRESETS[preset].transformer)
+    model = from_tokenizer(tokenizer, PRESETS[preset].transformer)
+    if token_noise is not None:
+        model.config = dataclasses.replace(model.config, token_noise=token_noise)
+    return model
 
 
 def from_config(config: dict) -> Model:
     """Rebuild from a checkpoint's plain-data config."""
-    return Model(Config(vqvae.Config(**config["tokenizer"]), tfm.Config(**config["transformer"])))
+    return Model(Config(vqvae.Config(**config["tokenizer"]), tfm.Config(**config["transformer"]),
+                        token_noise=config.get("token_noise", 0.0)))

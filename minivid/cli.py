@@ -48,13 +48,25 @@ def _add_family_commands(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="run folder for checkpoints and previews (default runs/FAMILY)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the training step (default: on for CUDA, off on the CPU)")
+    p.add_argument("--speed", default=None, type=_speed,
+                   help="Moving MNIST speed: a number (0.1 is the standard) or a range LOW,HIGH drawn per clip")
     p.add_argument("--warmup", type=int, default=None, help="learning-rate warm-up steps (default 200)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and checkpoint) after this much wall time")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="train for this many minutes instead of --steps: the step count is fixed from the measured "
+                        "rate early on, so the learning-rate schedule completes; the export records it")
     p.add_argument("--init", default=None, help="family-specific initialisation: a checkpoint file to start from, "
                    "or pretrained:NAME for a shipped model (e.g. hybrid from pretrained:diffusion)")
     p.add_argument("--noise", default=None, choices=["nondecreasing", "independent"],
                    help="hybrid only: per-frame training noise, AR-Diffusion's (default) or Diffusion Forcing's")
+    p.add_argument("--token-noise", type=float, default=None,
+                   help="autoregressive only: each clip's input tokens are replaced by random ones at a rate drawn "
+                        "from [0, this) in training, so the model learns to continue from imperfect tokens")
+    p.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
+                   help="diffusion and hybrid: change a field of the preset's Config, e.g. --set spacetime=True "
+                        "(repeatable; continuing from weights without the new layers adds them at zero)")
     p.add_argument("--export", default=None, help="after training, write a shippable weights file here")
     p.set_defaults(func=_run_train)
 
@@ -69,6 +81,17 @@ def _add_family_commands(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_run_sample)
+
+
+def _speed(text: str):
+    """'0.1' -> 0.1; '0.07,0.13' -> (0.07, 0.13)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or LOW,HIGH, got {text!r}") from None
+    if len(values) not in (1, 2) or min(values) < 0 or values != sorted(values):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or LOW,HIGH with 0 <= LOW <= HIGH, got {text!r}")
+    return values[0] if len(values) == 1 else tuple(values)
 
 
 def _run_train(args):

@@ -182,12 +182,16 @@ def trajectories(indices, seed: int, num_frames: int, num_digits: int, speed: fl
 
     As in Srivastava et al.: start uniformly in the free range, direction theta uniform in
     [0, 2*pi), `speed` (fraction of the free range per frame; 0.1 in the paper) constant, and a
-    reflection at each wall. The reflection is exact (closed form), where the original loop clamps
+    reflection at each wall. `speed` may also be a range (low, high): each clip then draws its own
+    speed uniformly from it (training on a range teaches motion rather than one step size). The reflection is exact (closed form), where the original loop clamps
     to the wall before reversing; the two differ by less than one step after a bounce.
     Returns (positions (b, t, d, 2), velocities (b, t, d, 2)).
     """
     idx = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
     d = num_digits
+    if isinstance(speed, (tuple, list)):  # one speed per clip, uniform in [low, high]: a pure function of (seed, index)
+        low, high = speed
+        speed = (low + (high - low) * uniform(seed, idx, 6).double())[:, None, None]  # (b, 1, 1)
     # float64 throughout: positions become integer pixel offsets, and float32 sin/cos differ between
     # CPU and CUDA in the last bit, which is enough to move a digit by one pixel now and then.
     start = torch.stack([_per_digit(seed, idx, d, 1), _per_digit(seed, idx, d, 2)], dim=-1).double()  # (b, d, 2)
@@ -230,15 +234,25 @@ def render(images: torch.Tensor, offsets: torch.Tensor, size: int) -> torch.Tens
     return canvas[:spare].view(b, t, size, size)
 
 
-def _check_common(num_frames: int, num_digits: int, size: int, speed: float):
+def _check_common(num_frames: int, num_digits: int, size: int, speed):
     if int(num_frames) != num_frames or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
     if int(num_digits) != num_digits or num_digits < 1:
         raise ValueError(f"num_digits must be a positive integer, got {num_digits!r}")
     if int(size) != size or size < DIGIT_SIZE:
         raise ValueError(f"size must be an integer >= {DIGIT_SIZE} (the digit size), got {size!r}")
-    if not (isinstance(speed, (int, float)) and speed >= 0):
-        raise ValueError(f"speed must be a number >= 0 (fraction of the free range per frame), got {speed!r}")
+    check_speed(speed)
+
+
+def check_speed(speed):
+    """A speed is a number >= 0, or a range (low, high) with 0 <= low <= high; else one clear error."""
+    number = (int, float)
+    ok = isinstance(speed, number) and not isinstance(speed, bool) and speed >= 0
+    if isinstance(speed, (tuple, list)) and len(speed) == 2 and all(isinstance(v, number) and not isinstance(v, bool) for v in speed):
+        ok = 0 <= speed[0] <= speed[1]
+    if not ok:
+        raise ValueError("speed must be a number >= 0 or a range (low, high) with 0 <= low <= high "
+                         f"(fraction of the free range per frame), got {speed!r}")
 
 
 def moving_mnist(
@@ -248,13 +262,14 @@ def moving_mnist(
     num_frames: int = 20,
     num_digits: int = 2,
     size: int = 64,
-    speed: float = 0.1,
+    speed: float | tuple = 0.1,
     digits: str = "shipped",
     device=None,
 ) -> torch.Tensor:
     """Moving MNIST clips number `indices` of the set named by (seed, split): (b, t, 1, size, size).
 
-    float32 in [0, 1]. Clip i is the same whichever batch or device it is generated in.
+    float32 in [0, 1]. Clip i is the same whichever batch or device it is generated in. `speed` is a
+    fraction of the free range per frame (0.1 in the paper), or a range (low, high) drawn per clip.
     """
     _check_common(num_frames, num_digits, size, speed)
     idx = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)

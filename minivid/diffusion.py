@@ -81,7 +81,9 @@ def alpha_bar_at(alpha_bar: torch.Tensor, t: torch.Tensor, ndim: int = 5) -> tor
     t: (b,) -> (b, 1, 1, 1, 1); t: (b, t) -> (b, t, 1, 1, 1).
     """
     t = torch.as_tensor(t, device=alpha_bar.device).long()
-    if int(t.min()) < -1 or int(t.max()) >= len(alpha_bar):
+    # The range check reads t back to the host; a compiled training step skips it (its timesteps are
+    # drawn in range), so the step stays one graph with no host sync.
+    if not torch.compiler.is_compiling() and (int(t.min()) < -1 or int(t.max()) >= len(alpha_bar)):
         raise ValueError(f"timesteps must lie in [-1, {len(alpha_bar) - 1}], got [{int(t.min())}, {int(t.max())}]")
     padded = torch.cat([alpha_bar.new_ones(1), alpha_bar])  # index 0 is "clean"
     ab = padded[t + 1]
@@ -128,11 +130,28 @@ def x0_eps_from(prediction: str, model_out, x_t, t, alpha_bar) -> tuple[torch.Te
     return x0, eps
 
 
-def loss(model, x0, t, alpha_bar, prediction: str = "v", mask=None, eps=None, **model_kwargs) -> torch.Tensor:
+def min_snr_weight(t, alpha_bar, gamma: float, prediction: str = "v") -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023), shaped like t: (b,) or (b, t).
+
+    Weighting the x0 error by min(SNR, gamma) stops the many easy low-noise steps from dominating the
+    gradient. Expressed for the chosen target: x0 error = eps error / SNR = v error / (SNR + 1).
+    """
+    ab = alpha_bar_at(alpha_bar, t, ndim=t.ndim)
+    snr = ab / (1 - ab).clamp(min=1e-8)
+    capped = snr.clamp(max=gamma)
+    per = {"x0": torch.ones_like(snr), "eps": 1 / snr.clamp(min=1e-8), "v": 1 / (snr + 1)}
+    if prediction not in per:
+        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+    return capped * per[prediction]
+
+
+def loss(model, x0, t, alpha_bar, prediction: str = "v", mask=None, eps=None, min_snr_gamma: float = 0.0,
+         **model_kwargs) -> torch.Tensor:
     """The simple diffusion loss, DDPM Eq. (14), for eps / v / x0 targets.
 
     model(x_t, t, **model_kwargs) -> prediction; x0: (b, t, c, h, w) in [-1, 1]; t: (b,) or (b, t).
     mask: optional (b, t) of 1 where a frame counts (e.g. generated frames, not given context).
+    min_snr_gamma: 0 for the plain loss, else min-SNR-gamma weighting (`min_snr_weight`).
     """
     if eps is None:
         eps = torch.randn_like(x0)
@@ -140,6 +159,9 @@ def loss(model, x0, t, alpha_bar, prediction: str = "v", mask=None, eps=None, **
     out = model(x_t, t, **model_kwargs)
     err = (out.float() - target_for(prediction, x0, eps, t, alpha_bar).float()) ** 2  # (b, t, c, h, w)
     per_frame = err.mean(dim=(2, 3, 4))  # (b, t)
+    if min_snr_gamma > 0:
+        weight = min_snr_weight(t, alpha_bar, min_snr_gamma, prediction)
+        per_frame = per_frame * (weight if weight.ndim == 2 else weight[:, None])
     if mask is None:
         return per_frame.mean()
     mask = mask.to(per_frame.dtype)
@@ -270,6 +292,6 @@ def from_model_range(x: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "linear_schedule", "cosine_schedule", "make_betas", "alpha_bar_from_betas", "alpha_bar_at", "q_sample",
-    "target_for", "x0_eps_from", "loss", "step", "ddpm_posterior", "timesteps_for", "guided_output", "sample",
+    "target_for", "x0_eps_from", "min_snr_weight", "loss", "step", "ddpm_posterior", "timesteps_for", "guided_output", "sample",
     "to_model_range", "from_model_range",
 ]

@@ -65,6 +65,31 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def with_overrides(config, args):
+    """`config` with the `--set NAME=VALUE` fields of `args` replaced (values read as Python literals)."""
+    import ast
+    import dataclasses
+
+    pairs = getattr(args, "set", None) or []
+    names = {f.name: f for f in dataclasses.fields(config)}
+    changes = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in names:
+            raise ValueError(f"--set expects NAME=VALUE with NAME one of {sorted(names)}, got {pair!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a plain word, e.g. --set schedule=linear
+        old = getattr(config, name)
+        if isinstance(old, tuple) and isinstance(value, (list, tuple, int)):
+            value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if isinstance(old, bool) != isinstance(value, bool) or not isinstance(value, type(old) if not isinstance(old, float) else (int, float)):
+            raise ValueError(f"--set {name}: expected a value like {old!r}, got {text!r}")
+        changes[name] = value
+    return dataclasses.replace(config, **changes)
+
+
 def get_family(name: str) -> Family:
     if name not in FAMILIES:
         raise ValueError(f"unknown model family {name!r}; expected one of {sorted(FAMILIES)}")
@@ -74,7 +99,7 @@ def get_family(name: str) -> Family:
 def default_train_cli(family: Family, args) -> int:
     """`minivid train FAMILY`: the shared loop on Moving MNIST, then (optionally) a shippable export."""
     import dataclasses
-    import time
+    import functools
 
     import torch
 
@@ -86,8 +111,11 @@ def default_train_cli(family: Family, args) -> int:
     preset = args.preset or family.default_preset
     model = family.build(preset, args)
     make_batch = getattr(mod, "make_batch", None) or data.training_batch
+    if getattr(args, "speed", None) is not None:
+        data.check_speed(args.speed)
+        make_batch = functools.partial(make_batch, speed=args.speed)
     cfg = TrainConfig(
-        steps=args.steps or family.default_steps,
+        steps=args.steps or (10**9 if getattr(args, "minutes", None) else family.default_steps),
         batch_size=args.batch_size or family.default_batch_size,
         lr=args.lr or family.default_lr,
         seed=args.seed,
@@ -95,22 +123,29 @@ def default_train_cli(family: Family, args) -> int:
         compile=args.compile,
         out_dir=args.out or f"runs/{family.name}",
         max_minutes=getattr(args, "max_minutes", None),
+        minutes=getattr(args, "minutes", None),
     )
     if getattr(args, "warmup", None) is not None:
         cfg = dataclasses.replace(cfg, warmup_steps=args.warmup)
     trainer = Trainer(model, cfg, make_batch=make_batch)
-    start = time.perf_counter()
-    trainer.fit()
-    seconds = time.perf_counter() - start
-    if args.export:
-        training = {"steps": trainer.step, "batch_size": cfg.batch_size, "seconds": round(seconds, 1),
-                    "clips_per_second": round(trainer.step * cfg.batch_size / max(seconds, 1e-9), 1), "device": device,
-                    "final_loss": trainer.history[-1]["loss_smooth"] if trainer.history else None}
-        if device.startswith("cuda"):
-            training["gpu"] = torch.cuda.get_device_name()
-        checkpoints.export(trainer.ema_model(), family.name, args.export, preset=preset, recipe=" ".join(getattr(args, "argv", None) or _argv()),
-                           metrics={"training": training})
-        print(f"wrote {args.export}")
+    try:
+        trainer.fit()
+        if args.export and trainer.rank == 0:
+            training = {"steps": trainer.step, "batch_size": cfg.batch_size, "seconds": round(trainer.seconds, 1),
+                        "clips_per_second": round(trainer.clips_per_second, 1), "device": device,
+                        "processes": trainer.world, "compiled": trainer.compile,
+                        "final_loss": trainer.history[-1]["loss_smooth"] if trainer.history else None}
+            if getattr(args, "speed", None) is not None:
+                training["speed"] = args.speed
+            if device.startswith("cuda"):
+                training["gpu"] = torch.cuda.get_device_name()
+            checkpoints.export(trainer.ema_model(), family.name, args.export, preset=preset,
+                               recipe=" ".join(getattr(args, "argv", None) or _argv()), metrics={"training": training})
+            print(f"wrote {args.export}")
+    except BaseException:
+        trainer.close(wait=False)
+        raise
+    trainer.close()
     return 0
 
 

@@ -41,6 +41,7 @@ class Config:
     blocks_per_level: int = 2
     attention_levels: tuple = (2,)
     heads: int = 4
+    spacetime: bool = False  # full space-time attention at 8x8, block-causal (see unet3d.UNetConfig.spacetime)
     patch: int = 2
     num_frames: int = 20  # the window: frames the network sees at once (context + generated)
     max_context: int = 10  # context frames kept when sliding the window (the protocol gives 10)
@@ -50,6 +51,7 @@ class Config:
     schedule: str = "cosine"
     diffusion_steps: int = 1000
     prediction: str = "v"
+    min_snr_gamma: float = 0.0  # 0: the plain loss; 5: min-SNR-5 weighting (Hang et al. 2023)
     sample_steps: int = 10  # denoising steps per frame by default
     lag: int = 2  # the default pyramid's lag, in sampler steps, between neighbouring frames
 
@@ -90,7 +92,8 @@ class Model(torch.nn.Module):
         self.config = config
         # the image model's network shape (one input channel: context frames are frames at a low noise
         # level, not extra channels), with causal temporal layers added
-        self.net = UNet3D(network_config(config, temporal=True, causal=True, max_frames=config.num_frames))
+        self.net = UNet3D(network_config(config, temporal=True, causal=True, max_frames=config.num_frames,
+                                             spacetime=config.spacetime))
         betas = diffusion.make_betas(config.schedule, config.diffusion_steps)
         self.register_buffer("alpha_bar", diffusion.alpha_bar_from_betas(betas), persistent=False)
 
@@ -117,7 +120,8 @@ class Model(torch.nn.Module):
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         x0 = diffusion.to_model_range(batch[:, : self.config.num_frames])
         t, mask = self.training_timesteps(x0.shape[0], x0.device)
-        return diffusion.loss(self, x0, t, self.alpha_bar, self.config.prediction, mask=mask)
+        return diffusion.loss(self, x0, t, self.alpha_bar, self.config.prediction, mask=mask,
+                              min_snr_gamma=self.config.min_snr_gamma)
 
     # -- sampling ----------------------------------------------------------------------------------
 
@@ -250,6 +254,8 @@ def from_diffusion_model(video_model, config: Config) -> Model:
     model = Model(config)
     source = video_model.net.state_dict()
     target = model.net.state_dict()
+    if any(".spacetime." in name for name in source) and not config.spacetime:
+        raise ValueError("this diffusion model has space-time attention; give the hybrid --set spacetime=True")
     p2 = config.patch**2
     for name, value in source.items():
         if name == "stem.weight":
@@ -260,7 +266,7 @@ def from_diffusion_model(video_model, config: Config) -> Model:
             raise ValueError(f"cannot start from this diffusion model: {name} is {tuple(value.shape)}, "
                              f"the hybrid needs {tuple(target[name].shape)}")
         target[name] = value
-    model.net.load_state_dict(target)
+    model.net.load_state_dict(target)  # space-time layers the source lacks keep their zero-output start
     return model
 
 
@@ -268,7 +274,9 @@ def build(preset: str, args=None) -> Model:
     """`minivid train hybrid --preset P [--init X.pt | pretrained:NAME]`: fresh, from a diffusion model, or continued from a hybrid."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for hybrid; expected one of {sorted(PRESETS)}")
-    config = PRESETS[preset]
+    from minivid.families import with_overrides
+
+    config = with_overrides(PRESETS[preset], args)
     if args is not None and getattr(args, "noise", None):
         config = replace(config, noise=args.noise)
     init = getattr(args, "init", None) if args is not None else None
@@ -279,11 +287,11 @@ def build(preset: str, args=None) -> Model:
     start = checkpoints.resolve(init)
     family = getattr(start, "family", None)
     if family == "hybrid":  # continue from a hybrid's weights
-        differ = [f"{f.name} ({getattr(start.config, f.name)!r} there, {getattr(config, f.name)!r} here)"
-                  for f in fields(Config) if getattr(start.config, f.name) != getattr(config, f.name)]
-        if differ:
-            raise ValueError(f"{init} holds a different hybrid than preset {preset!r}: {', '.join(differ)}")
-        return start.train()
+        if start.config == config:
+            return start.train()
+        from minivid.video_diffusion import continued
+
+        return continued(start, config, init)
     if family != "diffusion":
         raise ValueError(f"--init expects a diffusion or hybrid model (a file, or 'pretrained:diffusion' / "
                          f"'pretrained:hybrid'), got a {family!r} model")

@@ -141,12 +141,13 @@ def _summarize(values: dict[str, torch.Tensor]) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def test_clips(num_clips: int = 256, num_frames: int = 20, device=None) -> torch.Tensor:
+def test_clips(num_clips: int = 256, num_frames: int = 20, device=None, speed: float = 0.1) -> torch.Tensor:
     """The protocol's clips with `num_frames` frames: (num_clips, num_frames, 1, 64, 64).
 
-    The same seeded set as `data.standard_test_set` (whose clips are these, cut to 20 frames).
+    The same seeded set as `data.standard_test_set` (whose clips are these, cut to 20 frames); another
+    `speed` moves the same digits from the same starts in the same directions, faster or slower.
     """
-    ds = data.MovingMNIST(length=num_clips, seed=data.STANDARD_TEST_SEED, split="test", num_frames=num_frames)
+    ds = data.MovingMNIST(length=num_clips, seed=data.STANDARD_TEST_SEED, split="test", num_frames=num_frames, speed=speed)
     return ds.batch(range(num_clips), device=device)
 
 
@@ -182,6 +183,7 @@ def evaluate(
     device="cpu",
     progress: bool = True,
     generate_kwargs: dict | None = None,
+    speed: float = 0.1,
 ) -> dict:
     """The standard protocol: `context` frames in, `future` frames predicted, on the fixed test set.
 
@@ -190,6 +192,7 @@ def evaluate(
     (b, num_frames, c, h, w) in [0, 1]. Batch i0.. is generated with seed ``seed + i0``.
     A torch module is put in eval mode for the run (and restored) and must already be on `device`.
     generate_kwargs: extra keywords for every call (e.g. {'steps': 50}).
+    speed: the test clips' speed (0.1, the protocol's, unless you ask how a model copes with others).
 
     Returns {'mse', 'mae', 'psnr', 'ssim': means over clips and future frames (MSE / MAE summed
     over the pixels of a frame); '<metric>_per_frame': one mean per future frame; 'clips',
@@ -206,7 +209,7 @@ def evaluate(
             raise ValueError(f"the model is on {param.device} but device={device!r}; move it with model.to({device!r}) or pass device={str(param.device)!r}")
         was_training = module.training
         module.eval()
-    clips = test_clips(num_clips, context + future)  # (n, context + future, 1, 64, 64)
+    clips = test_clips(num_clips, context + future, speed=speed)  # (n, context + future, 1, 64, 64)
     values = {name: [] for name in METRICS}
     start = time.perf_counter()
     try:
@@ -225,8 +228,35 @@ def evaluate(
             module.train(was_training)
     seconds = time.perf_counter() - start
     result = {"clips": num_clips, "context": context, "future": future, "seed": seed, "seconds": seconds}
+    if speed != 0.1:
+        result["speed"] = speed
     result.update(_summarize({name: torch.cat(v) for name, v in values.items()}))
     return result
+
+
+@torch.no_grad()
+def sample_spread(model, samples: int = 8, num_clips: int = 256, batch_size: int = 32, device="cpu",
+                  generate_kwargs: dict | None = None, progress: bool = True) -> dict:
+    """How much several samples per clip help: MSE of one sample, of the mean of `samples`, and of the best one.
+
+    Sample j of batch i0 uses seed j * 100_003 + i0 (sample 0 is `evaluate`'s). MSE is summed over a
+    frame's pixels and averaged over the protocol's future frames, as in `evaluate`.
+    """
+    if not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    generate = as_generate(model, generate_kwargs or {})
+    clips = test_clips(num_clips, data.STANDARD_CONTEXT + data.STANDARD_FUTURE)
+    single, mean_of, best_of = [], [], []
+    for i in tqdm(range(0, num_clips, batch_size), desc="samples", disable=not progress):
+        batch = clips[i : i + batch_size]
+        ctx, target = batch[:, : data.STANDARD_CONTEXT].to(device), batch[:, data.STANDARD_CONTEXT :]
+        preds = torch.stack([generate(ctx, data.STANDARD_FUTURE, j * 100_003 + i).float().cpu() for j in range(samples)])
+        mse = ((preds - target) ** 2).sum(dim=(3, 4, 5)).mean(dim=2)  # (samples, b): per clip
+        single.append(mse[0])
+        best_of.append(mse.min(dim=0).values)
+        mean_of.append(((preds.mean(0) - target) ** 2).sum(dim=(2, 3, 4)).mean(dim=1))
+    return {"samples": samples, "clips": num_clips, "mse_one": float(torch.cat(single).mean()),
+            "mse_mean_of_samples": float(torch.cat(mean_of).mean()), "mse_best_of_samples": float(torch.cat(best_of).mean())}
 
 
 # --------------------------------------------------------------------------------------------

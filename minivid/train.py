@@ -8,9 +8,15 @@ from which a run resumes exactly (same weights, same optimizer state, same data,
 
 Data is made on the training device by ``make_batch(step, batch_size, seed, device)``: the Moving
 MNIST generator is deterministic in (seed, step), so a resumed run sees the batches it would have.
+The noise a step draws is seeded by (seed, step, rank), so it too is the same after a resume.
 
-Under ``torchrun --nproc_per_node N`` it trains with PyTorch DDP: rank r draws batch
-``step * N + r`` of the same stream, and only rank 0 writes files.
+Under ``torchrun --nproc_per_node N`` it trains with PyTorch DDP: `batch_size` is the whole job's
+batch, and rank r takes its r-th N-th share, so the clips of step s are the same for any N. Only
+rank 0 writes files.
+
+On CUDA the step is compiled by default (`torch.compile`: one graph, no host sync inside), the
+optimizer is AdamW's fused kernel, and the loss is read back to the host only every `log_every`
+steps, so the GPU never waits for Python. The model code is the same readable code either way.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import copy
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +40,7 @@ from minivid import checkpoints
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 2_000  # optimizer steps; a resumed run continues up to this number
-    batch_size: int = 32  # clips per step (per GPU under DDP)
+    batch_size: int = 32  # clips per step for the whole job; under DDP each of N GPUs takes batch_size / N
     lr: float = 2e-4  # AdamW peak learning rate; small video nets train stably here
     weight_decay: float = 0.0  # tiny nets on endless synthetic data do not overfit
     warmup_steps: int = 200  # linear warm-up avoids early blow-ups with attention layers
@@ -42,13 +49,15 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of weights for sampling (DDPM/DiT practice); warmed up early on
     seed: int = 0  # seeds the data stream, the weights' noise draws and the model's init
     device: str = "cpu"
-    compile: bool = False  # torch.compile the model (worth it on GPU for long runs)
+    compile: bool | None = None  # torch.compile the loss; None: on for CUDA (~2x faster), off on the CPU
     bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
     out_dir: str | None = None  # where checkpoint.pt, log.jsonl and previews go; None keeps nothing
     checkpoint_every: int = 1_000  # steps between atomic checkpoints (and one at the end)
     preview_every: int = 0  # steps between previews (0: none); needs a preview function
-    log_every: int = 50  # steps between log lines in log.jsonl
+    log_every: int = 50  # steps between log lines (and between the loss's reads back to the host)
     max_minutes: float | None = None  # stop early (and checkpoint) after this much wall time
+    minutes: float | None = None  # a time budget instead of `steps`: the step count is fixed after 30 timed
+    # steps, so the learning-rate schedule ends on time; the export records it, and --steps N repeats the run
     progress: bool = True  # show the tqdm bar
 
 
@@ -67,6 +76,16 @@ class Trainer:
         self.preview = preview
         self.device = torch.device(config.device)
         self.rank, self.world = _distributed_setup(self.device)
+        if self.device.type == "cuda" and self.device.index is None and self.world > 1:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        if config.batch_size % self.world:
+            raise ValueError(f"batch_size {config.batch_size} is the whole job's batch and must divide evenly among "
+                             f"{self.world} processes; use a multiple of {self.world}")
+        self.local_batch = config.batch_size // self.world
+        self.compile = _resolve_compile(config.compile, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest convolutions
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         self.model = model.to(self.device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.opt = torch.optim.AdamW(
@@ -74,14 +93,21 @@ class Trainer:
             lr=config.lr,
             weight_decay=config.weight_decay,
             betas=(0.9, 0.99),
+            fused=self.device.type == "cuda",  # one kernel for every parameter instead of several per tensor
         )
         self.step = 0
+        self.steps = config.steps  # the schedule's length; a `minutes` budget fixes it early in fit()
+        self.planned = False  # whether that has happened
         self.history: list[dict] = []
         self.train_model = LossOf(self.model)
         if self.world > 1:
-            self.train_model = torch.nn.parallel.DistributedDataParallel(self.train_model)
-        if config.compile:
+            # one gradient bucket: a small model's gradients all-reduce in one call, and the compiled
+            # step stays one graph
+            self.train_model = torch.nn.parallel.DistributedDataParallel(self.train_model, bucket_cap_mb=1024)
+        if self.compile:
             self.train_model = torch.compile(self.train_model)
+        self._smooth = None  # on-device running loss; read back every log_every steps
+        self._finite = None  # on-device flag: every loss since the last read was finite
         self.out_dir = Path(config.out_dir) if config.out_dir else None
         if self.out_dir is not None and (self.out_dir / "checkpoint.pt").exists():
             self.resume(self.out_dir / "checkpoint.pt")
@@ -92,14 +118,13 @@ class Trainer:
         c = self.config
         if step < c.warmup_steps:
             return c.lr * (step + 1) / c.warmup_steps
-        frac = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
+        frac = (step - c.warmup_steps) / max(1, self.steps - c.warmup_steps)
         return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
     @torch.no_grad()
     def update_ema(self):
         decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        for e, p in zip(self.ema.parameters(), self.model.parameters()):
-            e.lerp_(p.detach(), 1 - decay)
+        torch._foreach_lerp_(list(self.ema.parameters()), [p.detach() for p in self.model.parameters()], 1 - decay)
         for e, b in zip(self.ema.buffers(), self.model.buffers()):
             e.copy_(b)
 
@@ -108,44 +133,62 @@ class Trainer:
 
     # -- one step --------------------------------------------------------------------------------
 
-    def train_step(self) -> float:
+    def train_step(self) -> torch.Tensor:
+        """One optimizer step; returns the loss as a 0-d tensor on the device (no host sync)."""
         c = self.config
-        batch = self.make_batch(self.step * self.world + self.rank, c.batch_size, c.seed, self.device)
+        torch.manual_seed(step_seed(c.seed, self.step, self.rank))  # this step's noise, the same after a resume
+        batch = self.make_batch(self.step * self.world + self.rank, self.local_batch, c.seed, self.device)
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
         self.train_model.train()
         use_bf16 = c.bf16 and self.device.type == "cuda"
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = self.train_model(batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss.item()} at step {self.step} (lr {self.lr_at(self.step):.2e}). "
-                "Try a lower --lr, a smaller grad_clip, or bf16=False; the last checkpoint is intact."
-            )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
         self.opt.step()
         self.update_ema()
+        loss = loss.detach().float()
+        finite = torch.isfinite(loss)
+        self._finite = finite if self._finite is None else self._finite & finite
+        self._smooth = loss if self._smooth is None else 0.98 * self._smooth + 0.02 * loss
         self.step += 1
-        return loss.item()
+        return loss
+
+    def check_finite(self):
+        """Raise if any loss since the last check was NaN or infinite (one host sync)."""
+        if self._finite is not None and not bool(self._finite):
+            raise FloatingPointError(
+                f"the loss became NaN or infinite before step {self.step} (lr {self.lr_at(self.step - 1):.2e}). "
+                "Try a lower --lr, a smaller grad_clip, or bf16=False; the last checkpoint is intact."
+            )
+        self._finite = None
 
     def fit(self) -> list[dict]:
         c = self.config
-        if self.step == 0:
-            torch.manual_seed(c.seed + self.rank)
-        start = time.perf_counter()
-        bar = tqdm(total=c.steps, initial=self.step, desc="train", disable=not c.progress or self.rank != 0)
-        smooth = None
-        while self.step < c.steps:
+        start, start_step = time.perf_counter(), self.step
+        plan = c.minutes is not None and not self.planned  # fix the step count from the measured rate
+        bar = tqdm(total=self.steps, initial=self.step, desc="train", disable=not c.progress or self.rank != 0)
+        while self.step < self.steps:
             loss = self.train_step()
-            smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
             bar.update(1)
-            bar.set_postfix(loss=f"{smooth:.4f}")
-            if self.step % c.log_every == 0 or self.step == c.steps:
-                self._log({"step": self.step, "loss": loss, "loss_smooth": smooth, "lr": self.lr_at(self.step - 1),
-                           "seconds": time.perf_counter() - start})
+            if plan and self.step == start_step + 10:  # compilation and warm-up are behind us: start the clock
+                _sync(self.device)
+                clock = time.perf_counter()
+            if plan and self.step == start_step + 40:
+                self.steps = self._planned_steps(c.minutes * 60 - (time.perf_counter() - start), 30, clock)
+                self.planned = True
+                bar.total = self.steps
+                bar.refresh()
+            if self.step % c.log_every == 0 or self.step == self.steps:
+                self.check_finite()
+                smooth = float(self._smooth)
+                bar.set_postfix(loss=f"{smooth:.4f}")
+                seconds = time.perf_counter() - start
+                self._log({"step": self.step, "loss": float(loss), "loss_smooth": smooth, "lr": self.lr_at(self.step - 1),
+                           "seconds": seconds, "clips_per_second": (self.step - start_step) * c.batch_size / max(seconds, 1e-9)})
             if self.out_dir is not None and c.preview_every and self.preview and self.step % c.preview_every == 0:
                 self._preview()
             if self.out_dir is not None and self.step % c.checkpoint_every == 0:
@@ -154,9 +197,38 @@ class Trainer:
                 bar.write(f"stopping at step {self.step}: max_minutes={c.max_minutes} reached")
                 break
         bar.close()
+        self.steps = self.step if self.step < self.steps and c.minutes is not None else self.steps
         if self.out_dir is not None:
             self.save()
+        self.seconds = time.perf_counter() - start
+        self.clips_per_second = (self.step - start_step) * c.batch_size / max(self.seconds, 1e-9)  # the whole job's
         return self.history
+
+    def _planned_steps(self, seconds_left: float, timed_steps: int, clock: float) -> int:
+        """How many steps fit in the time left, at the rate of the last `timed_steps` (agreed by all ranks)."""
+        _sync(self.device)
+        rate = timed_steps / (time.perf_counter() - clock)
+        steps = torch.tensor([self.step + max(0, int(0.98 * seconds_left * rate))], device=self.device)
+        if self.world > 1:  # every rank must stop at the same step
+            import torch.distributed as dist
+
+            dist.all_reduce(steps, op=dist.ReduceOp.MIN)
+        if self.rank == 0 and self.config.progress:
+            print(f"{rate:.2f} steps/s: {int(steps)} steps fit in the {self.config.minutes} minute budget")
+        return int(steps)
+
+    def close(self, wait: bool = True):
+        """End the process group of a `torchrun` job, so every rank exits; a no-op otherwise.
+
+        wait: meet the other ranks first (after a finished run); False after an error, when they may never come.
+        """
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                if wait:
+                    dist.barrier()
+                dist.destroy_process_group()
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -183,10 +255,9 @@ class Trainer:
             "optimizer": self.opt.state_dict(),
             "train_config": asdict(self.config),
             "history": self.history,
-            "rng_cpu": torch.get_rng_state(),
+            "world_size": self.world,
+            "planned_steps": self.steps,
         }
-        if torch.cuda.is_available():
-            state["rng_cuda"] = torch.cuda.get_rng_state_all()
         try:
             state["config"] = checkpoints.config_dict(self.model)
         except TypeError:
@@ -197,6 +268,7 @@ class Trainer:
         return state
 
     def save(self):
+        self.check_finite()  # never overwrite a good checkpoint with NaN weights
         if self.rank == 0:
             checkpoints.atomic_save(self.state(), self.out_dir / "checkpoint.pt")
 
@@ -207,9 +279,16 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.history = list(state.get("history", []))
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if "rng_cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+        if self.config.minutes is not None and "planned_steps" in state:  # keep the schedule the budget fixed
+            self.steps, self.planned = int(state["planned_steps"]), True
+        saved = state.get("train_config", {})
+        if saved.get("batch_size", self.config.batch_size) != self.config.batch_size:
+            raise ValueError(f"{path} was trained with batch_size {saved['batch_size']}, this run asks for "
+                             f"{self.config.batch_size}; resume with the same batch size or use a new --out folder")
+        world = int(state.get("world_size", 1))
+        if self.rank == 0 and world != self.world:
+            print(f"note: {path} was written by a job of {world} process(es), this one has {self.world}: the clips "
+                  "of every step are the same, the noise draws are not")
         if self.rank == 0 and self.config.progress:
             print(f"resumed from {path} at step {self.step}")
 
@@ -223,6 +302,26 @@ class LossOf(torch.nn.Module):
 
     def forward(self, batch):
         return self.model.loss(batch)
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of one step's random draws on one rank: a pure function, so resumed runs repeat them."""
+    return (int(seed) * 1_000_003 + int(step)) * 1_009 + int(rank)
+
+
+def _resolve_compile(compile: bool | None, device: torch.device) -> bool:
+    """None means: compile on CUDA. Compiling on the CPU needs a C++ compiler; say so clearly if there is none."""
+    if compile is None:
+        return device.type == "cuda"
+    if compile and device.type == "cpu" and not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+        raise RuntimeError("--compile on the CPU needs a C++ compiler (g++ or clang++) on PATH; install one, "
+                           "or train without --compile")
+    return bool(compile)
 
 
 def _distributed_setup(device: torch.device) -> tuple[int, int]:

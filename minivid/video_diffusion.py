@@ -15,7 +15,7 @@ import torch
 
 from minivid import diffusion
 from minivid.metrics import validate_video
-from minivid.models.unet2d import inflate
+from minivid.models.unet2d import grow, inflate
 from minivid.models.unet3d import UNet3D, UNetConfig
 
 SAMPLERS = ("ddim", "ddpm")
@@ -28,6 +28,7 @@ class Config:
     blocks_per_level: int = 2  # residual blocks per resolution (DDPM uses 2)
     attention_levels: tuple = (2,)  # spatial attention at 8x8 only
     heads: int = 4  # attention heads
+    spacetime: bool = False  # full space-time attention at 8x8 (see unet3d.UNetConfig.spacetime)
     patch: int = 2  # space-to-depth at the stem, lossless, ~4x cheaper than full resolution
     num_frames: int = 20  # clip length trained on (Moving MNIST's 20): context + generated <= this
     max_context: int = 10  # context lengths drawn in training: 0..10 (the protocol gives 10)
@@ -35,6 +36,7 @@ class Config:
     schedule: str = "cosine"  # Improved DDPM's schedule keeps the last steps informative at 64x64
     diffusion_steps: int = 1000  # T, as in DDPM
     prediction: str = "v"  # v-prediction is well-conditioned at both ends of the schedule
+    min_snr_gamma: float = 0.0  # 0: the plain loss; 5: min-SNR-5 weighting (Hang et al. 2023)
     sample_steps: int = 20  # DDIM steps used by default (CPU-friendly; 50 is a little better)
 
 
@@ -65,6 +67,7 @@ class Model(torch.nn.Module):
                 attention_levels=tuple(config.attention_levels),
                 heads=config.heads,
                 patch=config.patch,
+                spacetime=config.spacetime,
                 max_frames=config.num_frames,
             )
         )
@@ -87,7 +90,8 @@ class Model(torch.nn.Module):
         cond_mask = (torch.arange(t, device=x0.device)[None] < k[:, None]).float()  # (b, t): 1 = given
         timesteps = torch.randint(0, c.diffusion_steps, (b,), device=x0.device)
         return diffusion.loss(
-            self, x0, timesteps, self.alpha_bar, c.prediction, mask=1 - cond_mask, cond=x0, cond_mask=cond_mask
+            self, x0, timesteps, self.alpha_bar, c.prediction, mask=1 - cond_mask, min_snr_gamma=c.min_snr_gamma,
+            cond=x0, cond_mask=cond_mask,
         )
 
     # -- sampling ----------------------------------------------------------------------------------
@@ -183,19 +187,38 @@ def build(preset: str, args=None) -> Model:
     """`minivid train diffusion --preset P [--init X.pt]`: fresh, inflated from an image export, or continued from a diffusion export."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for diffusion; expected one of {sorted(PRESETS)}")
+    from minivid.families import with_overrides
+
+    config = with_overrides(PRESETS[preset], args)
     init = getattr(args, "init", None) if args is not None else None
     if not init:
-        return Model(PRESETS[preset])
+        return Model(config)
     from minivid import checkpoints
 
     start = checkpoints.resolve(init)
     if getattr(start, "family", None) == "diffusion":  # continue from a video model's weights
-        if start.config != PRESETS[preset]:
-            raise ValueError(f"{init} holds a different diffusion configuration than preset {preset!r}")
-        return start.train()
+        if start.config == config:
+            return start.train()
+        return continued(start, config, init)
     if getattr(start, "family", None) != "image":
         raise ValueError(f"--init expects an image or diffusion export, got a {getattr(start, 'family', None)!r} model")
-    return from_image_model(start, PRESETS[preset])
+    return from_image_model(start, config)
+
+
+GROWABLE = ("spacetime", "min_snr_gamma")  # fields a continued run may change: new zero-output layers, the loss
+
+
+def continued(start, config, name: str = "the start model"):
+    """A model of `config` that starts from `start`'s weights; they may differ only in GROWABLE fields."""
+    differ = [f.name for f in fields(config) if getattr(start.config, f.name) != getattr(config, f.name)]
+    fixed = [f"{n} ({getattr(start.config, n)!r} there, {getattr(config, n)!r} here)" for n in differ if n not in GROWABLE]
+    if fixed:
+        raise ValueError(f"{name} holds a different configuration: {', '.join(fixed)}")
+    if getattr(start.config, "spacetime", False) and not config.spacetime:
+        raise ValueError(f"{name} has space-time attention; continue it with --set spacetime=True")
+    model = type(start)(config)
+    grow(start.net, model.net)
+    return model.train()
 
 
 def from_config(config: dict) -> Model:

@@ -1,5 +1,6 @@
 """The VQ-VAE tokenizer, the causal transformer with its KV cache, and autoregressive sampling."""
 
+import argparse
 import warnings
 
 import pytest
@@ -216,3 +217,19 @@ def test_export_and_load_roundtrip(tmp_path, tiny_model):
         a = tiny_model.generate(ctx, 1, seed=0, progress=False, return_trace=True)[1]["tokens"]
         b = loaded.generate(ctx, 1, seed=0, progress=False, return_trace=True)[1]["tokens"]
     assert (a == b).float().mean() > 0.9  # fp16 storage may flip a near-tie or two
+
+
+def test_token_noise_corrupts_inputs_not_targets(tiny_model):
+    import dataclasses
+
+    clips = data.standard_test_set(2)
+    torch.manual_seed(0)
+    clean = tiny_model.loss(clips)
+    noisy_model = ar.Model(dataclasses.replace(tiny_model.config, token_noise=0.5))
+    noisy_model.load_state_dict(tiny_model.state_dict())
+    torch.manual_seed(0)
+    noisy = noisy_model.loss(clips)
+    assert torch.isfinite(noisy) and not torch.equal(clean, noisy)
+    assert ar.from_config(checkpoints.config_dict(noisy_model)).config.token_noise == 0.5
+    with pytest.raises(ValueError, match="token-noise"):
+        ar.build("tiny", argparse.Namespace(init=None, token_noise=1.5))

@@ -130,3 +130,23 @@ def test_bouncing_balls_conserve_energy():
 def test_unknown_toy_set():
     with pytest.raises(ValueError, match="expected one of"):
         toysets.get("nope")
+
+
+def test_speed_range_draws_one_speed_per_clip():
+    idx = torch.arange(64)
+    pos, vel = data.trajectories(idx, 0, 3, 2, (0.05, 0.15))
+    speeds = vel[:, 0].norm(dim=-1)  # (b, d): both digits of a clip share its speed
+    assert torch.allclose(speeds[:, 0], speeds[:, 1]) and speeds.min() >= 0.05 and speeds.max() <= 0.15
+    assert speeds[:, 0].std() > 0.02  # clips really differ
+    again, _ = data.trajectories(idx[10:20], 0, 3, 2, (0.05, 0.15))
+    assert torch.equal(again, pos[10:20])  # still a pure function of (seed, index)
+    fixed, _ = data.trajectories(idx, 0, 3, 2, 0.1)
+    assert torch.allclose(data.trajectories(idx, 0, 3, 2, (0.1, 0.1))[0], fixed)  # a range of one value is that speed
+    clips = data.moving_mnist(range(3), speed=(0.07, 0.13))
+    assert clips.shape == (3, 20, 1, 64, 64)
+
+
+@pytest.mark.parametrize("speed", [(0.2, 0.1), (-0.1, 0.1), (0.1,), "fast", True])
+def test_bad_speed_ranges(speed):
+    with pytest.raises(ValueError, match="speed must be"):
+        data.moving_mnist(range(2), speed=speed)

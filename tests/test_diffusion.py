@@ -122,3 +122,31 @@ def test_loss_respects_mask():
     t = torch.tensor([400])
     assert diffusion.loss(net, x0, t, alpha_bar, "eps", mask=torch.tensor([[1.0, 0.0]]), eps=eps).item() == pytest.approx(0.0, abs=1e-6)
     assert diffusion.loss(net, x0, t, alpha_bar, "eps", eps=eps).item() == pytest.approx(0.5, abs=1e-4)
+
+
+def test_min_snr_weights_by_hand():
+    # alpha_bar = 0.5 at t=0 gives SNR 1; alpha_bar = 0.9 at t=1 gives SNR 9 (capped at gamma = 5)
+    alpha_bar = torch.tensor([0.5, 0.9])
+    t = torch.tensor([0, 1])
+    assert torch.allclose(diffusion.min_snr_weight(t, alpha_bar, 5.0, "x0"), torch.tensor([1.0, 5.0]))
+    assert torch.allclose(diffusion.min_snr_weight(t, alpha_bar, 5.0, "eps"), torch.tensor([1.0, 5 / 9]))
+    assert torch.allclose(diffusion.min_snr_weight(t, alpha_bar, 5.0, "v"), torch.tensor([0.5, 0.5]))
+    assert diffusion.min_snr_weight(torch.zeros(2, 3, dtype=torch.long), alpha_bar, 5.0).shape == (2, 3)  # per frame
+    with pytest.raises(ValueError, match="prediction"):
+        diffusion.min_snr_weight(t, alpha_bar, 5.0, "score")
+
+
+def test_loss_weighting_changes_only_the_weights():
+    alpha_bar = diffusion.alpha_bar_from_betas(diffusion.cosine_schedule(1000))
+    x0, eps = torch.rand(2, 3, 1, 8, 8) * 2 - 1, torch.randn(2, 3, 1, 8, 8)
+
+    def model(x_t, t):
+        return torch.zeros_like(x_t)
+
+    t = torch.tensor([100, 900])
+    plain = diffusion.loss(model, x0, t, alpha_bar, "v", eps=eps)
+    assert torch.equal(plain, diffusion.loss(model, x0, t, alpha_bar, "v", eps=eps, min_snr_gamma=0.0))
+    per_clip = [diffusion.loss(model, x0[i : i + 1], t[i : i + 1], alpha_bar, "v", eps=eps[i : i + 1]) for i in range(2)]
+    w = diffusion.min_snr_weight(t, alpha_bar, 5.0, "v")
+    weighted = diffusion.loss(model, x0, t, alpha_bar, "v", eps=eps, min_snr_gamma=5.0)
+    assert torch.allclose(weighted, (w[0] * per_clip[0] + w[1] * per_clip[1]) / 2)

@@ -132,3 +132,24 @@ def test_show_videos_html_and_plots():
     assert fig is not None
     fig2 = viz.plot_per_frame({"copy": [1.0, 2.0, 3.0]}, ylabel="MSE")
     assert fig2 is not None
+
+
+def test_protocol_at_other_speeds_and_several_samples():
+    blank = metrics.evaluate(metrics.blank_frames, num_clips=4, batch_size=4, progress=False)
+    slow = metrics.evaluate(metrics.blank_frames, num_clips=4, batch_size=4, progress=False, speed=0.05)
+    assert slow["speed"] == 0.05 and "speed" not in blank
+    slow_future = metrics.test_clips(4, speed=0.05)[:, 10:]
+    assert slow["mse"] == pytest.approx(slow_future.pow(2).sum(dim=(-3, -2, -1)).mean().item(), rel=1e-5)
+    assert torch.equal(metrics.test_clips(4, speed=0.05)[:, 0], metrics.test_clips(4)[:, 0])  # same starts
+
+    def noisy(ctx, n, seed=0):  # the truth plus seeded noise: averaging samples removes most of it
+        g = torch.Generator().manual_seed(seed)
+        truth = metrics.test_clips(len(ctx))[:, 10 : 10 + n]
+        return (truth + 0.2 * torch.randn(truth.shape, generator=g)).clamp(0, 1)
+
+    spread = metrics.sample_spread(noisy, samples=4, num_clips=4, batch_size=4, progress=False)
+    assert spread["mse_mean_of_samples"] < spread["mse_best_of_samples"] <= spread["mse_one"]
+    same = metrics.sample_spread(metrics.copy_last_frame, samples=3, num_clips=4, batch_size=4, progress=False)
+    assert same["mse_one"] == pytest.approx(same["mse_mean_of_samples"]) == pytest.approx(same["mse_best_of_samples"])
+    with pytest.raises(ValueError, match="samples"):
+        metrics.sample_spread(noisy, samples=0, num_clips=4)

@@ -124,3 +124,51 @@ def test_image_model_generates_images():
     assert images.shape == (2, 3, 1, 32, 32)
     batch = image_diffusion.make_batch(0, 10, seed=0)
     assert batch.shape == (10, 1, 1, 64, 64)
+
+
+def test_spacetime_attention_grows_from_a_trained_network_exactly():
+    from argparse import Namespace
+
+    from minivid.families import with_overrides
+
+    plain = video_diffusion.Model(video_diffusion.PRESETS["nano"]).eval()
+    _randomize(plain)
+    config = with_overrides(video_diffusion.PRESETS["nano"], Namespace(set=["spacetime=True"]))
+    grown = video_diffusion.continued(plain, config).eval()
+    assert sum(p.numel() for p in grown.parameters()) > sum(p.numel() for p in plain.parameters())
+    x, cond = torch.randn(2, 4, 1, 32, 32), torch.rand(2, 4, 1, 32, 32)
+    mask, t = torch.tensor([[1.0, 1, 0, 0], [1, 0, 0, 0]]), torch.tensor([5, 800])
+    with torch.no_grad():  # the new layers start at zero output: the same function
+        assert torch.equal(plain(x, t, cond, mask), grown(x, t, cond, mask))
+    with pytest.raises(ValueError, match="base_channels"):
+        video_diffusion.continued(plain, video_diffusion.PRESETS["tiny"])
+    with pytest.raises(ValueError, match="spacetime=True"):  # growing never drops layers
+        video_diffusion.continued(grown, video_diffusion.PRESETS["nano"])
+
+
+def test_spacetime_attention_is_block_causal():
+    net = UNet3D(UNetConfig(in_channels=1, causal=True, spacetime=True, **NANO))
+    _randomize(net)
+    x = torch.randn(1, 6, 1, 16, 16)
+    y = x.clone()
+    y[:, 3:] = torch.randn_like(y[:, 3:])
+    with torch.no_grad():
+        a, b = net(x, torch.full((1,), 500)), net(y, torch.full((1,), 500))
+    assert torch.allclose(a[:, :3], b[:, :3], atol=1e-5)
+    assert not torch.allclose(a[:, 3:], b[:, 3:], atol=1e-3)
+
+
+@pytest.mark.parametrize("pair, message", [(["spacetime"], "NAME=VALUE"), (["width=3"], "NAME=VALUE"),
+                                           (["spacetime=3"], "expected a value like False"),
+                                           (["channel_mults=(1,2)"], None), (["min_snr_gamma=5"], None)])
+def test_config_overrides(pair, message):
+    from argparse import Namespace
+
+    from minivid.families import with_overrides
+
+    if message:
+        with pytest.raises(ValueError, match=message):
+            with_overrides(video_diffusion.PRESETS["nano"], Namespace(set=pair))
+    else:
+        name, value = pair[0].split("=")
+        assert getattr(with_overrides(video_diffusion.PRESETS["nano"], Namespace(set=pair)), name) == eval(value)

@@ -125,3 +125,61 @@ def test_cli_train_and_sample(tmp_path):
     assert cli.main(["sample", "diffusion", "--checkpoint", str(export), "--num", "1", "--steps", "1",
                      "--num-frames", "2", "--out", str(tmp_path / "s.gif")]) == 0
     assert (tmp_path / "s.gif").exists()
+
+
+def test_batch_is_the_whole_jobs_and_must_divide(tmp_path, monkeypatch):
+    from minivid import train
+
+    monkeypatch.setattr(train, "_distributed_setup", lambda device: (1, 2))  # rank 1 of 2, without a process group
+    monkeypatch.setattr(torch.nn.parallel, "DistributedDataParallel", lambda module, **kw: module)
+    trainer = Trainer(make_model(), config(tmp_path, 2), tiny_batches)
+    assert trainer.local_batch == 2
+    seen = []
+    trainer.make_batch = lambda step, b, seed, device: seen.append((step, b)) or tiny_batches(step, b, seed, device)
+    trainer.train_step()
+    assert seen == [(1, 2)]  # batch 1 of size 2 = clips 2..3 of step 0's clips 0..3: rank 1's half
+    monkeypatch.setattr(train, "_distributed_setup", lambda device: (0, 3))
+    with pytest.raises(ValueError, match="multiple of 3"):
+        Trainer(make_model(), config(tmp_path / "b", 2), tiny_batches)
+
+
+def test_noise_draws_are_seeded_per_step():
+    from minivid.train import step_seed
+
+    assert step_seed(0, 5, 0) == step_seed(0, 5, 0)
+    assert len({step_seed(0, 5, 0), step_seed(0, 6, 0), step_seed(0, 5, 1), step_seed(1, 5, 0)}) == 4
+
+
+def test_time_budget_fixes_the_step_count(tmp_path):
+    trainer = Trainer(make_model(), config(tmp_path, 10**9, minutes=0.0), tiny_batches)
+    trainer.fit()  # no time at all: it stops once the rate is known, and the schedule ends there
+    assert trainer.step == trainer.steps == 40 and trainer.planned
+    resumed = Trainer(make_model(), config(tmp_path, 10**9, minutes=0.0), tiny_batches)
+    assert resumed.steps == 40 and resumed.planned  # the fixed schedule travels in the checkpoint
+
+
+def test_compile_on_cpu_without_a_compiler_says_so(tmp_path, monkeypatch):
+    from minivid import train
+
+    monkeypatch.setattr(train.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="C\\+\\+ compiler"):
+        Trainer(make_model(), config(tmp_path, 2, compile=True), tiny_batches)
+    assert Trainer(make_model(), config(tmp_path / "b", 2), tiny_batches).compile is False  # the CPU default
+
+
+def test_resume_refuses_another_batch_size(tmp_path):
+    Trainer(make_model(), config(tmp_path, 2), tiny_batches).fit()
+    with pytest.raises(ValueError, match="batch_size 4"):
+        Trainer(make_model(), TrainConfig(steps=4, batch_size=8, out_dir=str(tmp_path), progress=False), tiny_batches)
+
+
+def test_cli_train_speed_range_and_overrides(tmp_path):
+    export = tmp_path / "d.pt"
+    assert cli.main(["train", "diffusion", "--preset", "nano", "--steps", "1", "--batch-size", "1", "--device", "cpu",
+                     "--speed", "0.07,0.13", "--set", "spacetime=True", "--out", str(tmp_path / "run"),
+                     "--export", str(export)]) == 0
+    manifest = json.loads(export.with_suffix(".json").read_text())
+    assert manifest["metrics"]["training"]["speed"] == [0.07, 0.13]
+    assert checkpoints.load(export).config.spacetime is True
+    with pytest.raises(SystemExit):
+        cli.main(["train", "diffusion", "--speed", "0.2,0.1"])

@@ -64,3 +64,21 @@ def inflate(image_net: UNet3D, video_net: UNet3D) -> UNet3D:
             raise ValueError(f"video weight {name} has no counterpart in the image network")
     video_net.load_state_dict(target)
     return video_net
+
+
+def grow(source: UNet3D, target: UNet3D) -> UNet3D:
+    """Copy a trained network into one that only adds zero-initialised layers (e.g. `spacetime`); returns target.
+
+    Every source weight must have a place of the same shape; target weights the source lacks must be
+    new space-time attention layers, whose zero output layer keeps the network's function unchanged.
+    """
+    src, dst = source.state_dict(), target.state_dict()
+    for name, weight in src.items():
+        if name not in dst or dst[name].shape != weight.shape:
+            raise ValueError(f"cannot grow: weight {name} {tuple(weight.shape)} has no place of that shape in the new network")
+        dst[name].copy_(weight)
+    added = [name for name in dst if name not in src]
+    if any(".spacetime." not in name for name in added):
+        raise ValueError(f"cannot grow: the new network also adds {[n for n in added if '.spacetime.' not in n][:3]}")
+    target.load_state_dict(dst)
+    return target

@@ -38,6 +38,8 @@ class UNetConfig:
     heads: int = 4  # attention heads (spatial and temporal)
     temporal: bool = True  # False: an image UNet applied per frame (what inflation starts from)
     causal: bool = False  # temporal layers see only the past (the hybrid); False sees the whole clip
+    spacetime: bool = False  # also full space-time attention in the lowest-resolution blocks (8x8 x frames):
+    # a token can look at other places in other frames in one hop, which is what following motion needs
     max_frames: int = 32  # longest clip the frame-position embedding covers
     patch: int = 2  # lossless space-to-depth at the stem: 64x64x1 -> 32x32x4 costs ~4x less compute
     dropout: float = 0.0  # endless synthetic data: no need
@@ -155,14 +157,46 @@ class TemporalBlock(nn.Module):
         return rearrange(y, "(b h w) t c -> (b t) c h w", h=h, w=w)
 
 
-class Block(nn.Module):
-    """A residual block, then spatial attention (low resolutions only), then the temporal layers."""
+class SpacetimeAttention(nn.Module):
+    """Self-attention among every pixel of every frame: b (t h w) c. Used only at the lowest resolution.
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, spatial_attn: bool, cfg: UNetConfig):
+    Causal means block-causal: a pixel of frame i sees all pixels of frames <= i. The output layer
+    starts at zero, so adding this block to a trained network leaves its function unchanged at first.
+    """
+
+    def __init__(self, channels: int, heads: int, causal: bool, max_frames: int):
+        super().__init__()
+        self.causal, self.heads = causal, heads
+        self.norm = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = zero_init(nn.Linear(channels, channels))
+        self.register_buffer("pos", sinusoidal(torch.arange(max_frames), channels), persistent=False)
+
+    def forward(self, x, num_frames: int):  # x: (b t) c h w
+        h, w = x.shape[-2:]
+        y = rearrange(x, "(b t) c h w -> b t (h w) c", t=num_frames)
+        z = self.norm(y) + self.pos[:num_frames, None]  # the frame index, as in the temporal layers
+        q, k, v = rearrange(self.qkv(z), "b t hw (three heads d) -> three b heads (t hw) d", three=3, heads=self.heads)
+        mask = None
+        if self.causal:  # frame of each query >= frame of each key
+            frame = torch.arange(num_frames, device=x.device).repeat_interleave(h * w)  # (t hw,)
+            mask = frame[:, None] >= frame[None, :]
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # b heads (t hw) d
+        y = y + self.out(rearrange(z, "b heads (t hw) d -> b t hw (heads d)", t=num_frames))
+        return rearrange(y, "b t (h w) c -> (b t) c h w", h=h, w=w)
+
+
+class Block(nn.Module):
+    """A residual block, then spatial attention (low resolutions only), then the temporal layers,
+    then (optionally, lowest resolution only) full space-time attention."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, spatial_attn: bool, cfg: UNetConfig, spacetime: bool = False):
         super().__init__()
         self.res = ResBlock(c_in, c_out, emb_dim, cfg.dropout)
         self.attn = SpatialAttention(c_out, cfg.heads) if spatial_attn else None
         self.temporal = TemporalBlock(c_out, cfg.heads, cfg.causal, cfg.max_frames) if cfg.temporal else None
+        use_st = spacetime and cfg.spacetime and cfg.temporal
+        self.spacetime = SpacetimeAttention(c_out, cfg.heads, cfg.causal, cfg.max_frames) if use_st else None
 
     def forward(self, x, emb, num_frames: int):  # (b t) c h w -> (b t) c' h w
         x = self.res(x, emb)
@@ -170,6 +204,8 @@ class Block(nn.Module):
             x = self.attn(x)
         if self.temporal is not None:
             x = self.temporal(x, num_frames)
+        if self.spacetime is not None:
+            x = self.spacetime(x, num_frames)
         return x
 
 
@@ -194,19 +230,20 @@ class UNet3D(nn.Module):
         self.stem = nn.Conv2d(cfg.in_channels * cfg.patch**2, chans[0], 3, padding=1)
         self.down = nn.ModuleList()  # Blocks and stride-2 convs, in order
         skip_widths, c = [chans[0]], chans[0]
+        lowest = len(chans) - 1
         for i, width in enumerate(chans):
             for _ in range(cfg.blocks_per_level):
-                self.down.append(Block(c, width, emb_dim, i in cfg.attention_levels, cfg))
+                self.down.append(Block(c, width, emb_dim, i in cfg.attention_levels, cfg, spacetime=i == lowest))
                 c = width
                 skip_widths.append(c)
             if i < len(chans) - 1:
                 self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
                 skip_widths.append(c)
-        self.mid = nn.ModuleList([Block(c, c, emb_dim, True, cfg), Block(c, c, emb_dim, False, cfg)])
+        self.mid = nn.ModuleList([Block(c, c, emb_dim, True, cfg, spacetime=True), Block(c, c, emb_dim, False, cfg, spacetime=True)])
         self.up = nn.ModuleList()  # Blocks (each takes one skip) and upsamplers, in order
         for i, width in reversed(list(enumerate(chans))):
             for _ in range(cfg.blocks_per_level + 1):
-                self.up.append(Block(c + skip_widths.pop(), width, emb_dim, i in cfg.attention_levels, cfg))
+                self.up.append(Block(c + skip_widths.pop(), width, emb_dim, i in cfg.attention_levels, cfg, spacetime=i == lowest))
                 c = width
             if i > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)))
