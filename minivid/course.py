@@ -119,6 +119,8 @@ class Call:
 
 def call(function: str, *args, backward=None, **kwargs) -> Call:
     """The learner's function `function` called on `args` and `kwargs` (tensors, numbers, `notebook(...)`, `generator(...)`)."""
+    if not isinstance(function, str) or not function.isidentifier():
+        raise TypeError(f"call() names the learner's function as a string, e.g. call(\"q_sample\", ...), not {function!r}")
     return Call(function, args, kwargs, backward)
 
 
@@ -163,6 +165,10 @@ def expect(call: Call, *, equals=None, grads=None, satisfies=None, calls=None, r
     Run in a notebook, it checks at once (and raises AssertionError); the grader instead records it and makes
     the call in the student's kernel, comparing in its own process.
     """
+    if not isinstance(call, Call):
+        raise TypeError(f"expect() takes call(\"function\", *inputs), not {type(call).__name__}")
+    if equals is None and grads is None and satisfies is None and calls is None and raises is None:
+        raise ValueError(f"expect({call}) checks nothing: give equals=, grads=, satisfies=, calls= or raises=")
     case = Case(call, equals, grads, satisfies, calls, getattr(raises, "__name__", raises), atol, rtol, message)
     if _collected is not None:
         _collected.append(case)
@@ -594,11 +600,11 @@ def _stopped(status: str, timeout: float) -> str:
     return "the Python kernel died while running this (it crashed or exited); a fresh one ran the next question"
 
 
-def _run_steps(steps: list[Step], tests: dict, folder: Path, timeout: float) -> dict[str, str | None]:
-    """{question grade_id: what went wrong, or None}, running `steps` in an isolated kernel in `folder`."""
+def _run_steps(steps: list[Step], tests: dict, folder: Path, timeout: float, verdicts: dict) -> None:
+    """Run `steps` in an isolated kernel in `folder`; verdicts[question grade_id] = what went wrong, or None."""
     from minivid.sandbox import Kernel
 
-    verdicts, ran, failed_answers = {}, [], []
+    ran, failed_answers = [], []
     with Kernel(folder) as kernel:
         for step in steps:
             if not kernel.alive():  # killed at a time limit, or died: a fresh kernel replays what ran before
@@ -619,7 +625,6 @@ def _run_steps(steps: list[Step], tests: dict, folder: Path, timeout: float) -> 
             elif step.kind == "answer":
                 reason = _stopped(outcome.status, timeout) if outcome.error is None else ": ".join(outcome.error)
                 failed_answers.append(f"answer cell {step.grade_id} failed ({reason})")
-    return verdicts
 
 
 def grade_one(path, source_nb, exercise: str, timeout: float = 60, tests: dict | None = None) -> dict:
@@ -636,12 +641,14 @@ def grade_one(path, source_nb, exercise: str, timeout: float = 60, tests: dict |
         result["seconds"] = time.perf_counter() - start
         return result
     steps, missing = _plan(source_nb, nb)
+    verdicts = {}
     with tempfile.TemporaryDirectory(prefix="minivid-grade-") as tmp:
         try:
-            verdicts = _run_steps(steps, tests, Path(tmp), timeout)
-        except Exception as exc:  # e.g. no kernel could start: still a row in the CSV
+            _run_steps(steps, tests, Path(tmp), timeout, verdicts)
+        except Exception as exc:  # e.g. no kernel could start: the questions not reached score 0, with the reason
             traceback.print_exc()
-            verdicts = {q["grade_id"]: f"could not run the notebook: {type(exc).__name__}: {exc}" for q in items}
+            for q in items:
+                verdicts.setdefault(q["grade_id"], f"could not run the notebook: {type(exc).__name__}: {exc}")
     for q in items:
         gid = q["grade_id"]
         if q["manual"]:

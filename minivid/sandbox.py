@@ -36,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,16 +62,27 @@ _mode = None
 
 
 def mode() -> str:
-    """"namespaces" where the kernel can be isolated as described above, else "process group"."""
+    """"namespaces" where the kernel can be isolated as described above, else "process group".
+
+    The test is a real one: Python must start in the isolated root, as `nobody`.
+    """
     global _mode
     if _mode is None:
         _mode = "process group"
-        unshare = shutil.which("unshare")
-        if sys.platform.startswith("linux") and os.geteuid() == 0 and unshare:
-            trial = subprocess.run([unshare, *NAMESPACES, "true"], capture_output=True, timeout=30)
-            if trial.returncode == 0:
-                _mode = "namespaces"
+        if sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("unshare"):
+            with tempfile.TemporaryDirectory(prefix="minivid-sandbox-") as folder:
+                trial = _isolated([sys.executable, "-c", "pass"], Path(folder))
+                if subprocess.run(trial, cwd=folder, env={"PATH": "/usr/bin:/bin"}, capture_output=True, timeout=60).returncode == 0:
+                    _mode = "namespaces"
     return _mode
+
+
+def _isolated(command: list[str], folder: Path, sockets: Path | None = None) -> list[str]:
+    """`command` wrapped to run as described above, its root file system mounted on folder/root."""
+    (folder / "root").mkdir(exist_ok=True)
+    config = {"root": str(folder / "root"), "sockets": None if sockets is None else str(sockets),
+              "read_only": visible_paths(), "command": command, "env": _environment(HOME)}
+    return [shutil.which("unshare"), *NAMESPACES, sys.executable, "-I", __file__, "enter", json.dumps(config)]
 
 
 def visible_paths() -> list[str]:
@@ -102,6 +114,12 @@ class KernelDied(RuntimeError):
     pass
 
 
+def _environment(home: str) -> dict:
+    """The kernel's whole environment: nothing of the grader's (no tokens, no paths to its files)."""
+    return {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": home,
+            "MPLCONFIGDIR": f"{home}/.matplotlib", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
+
+
 class Kernel:
     """A Python kernel in `folder` (a fresh temporary folder the caller removes), isolated as `mode()` allows.
 
@@ -117,7 +135,11 @@ class Kernel:
         self.starts = 0
 
     def __enter__(self):
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.kill()
+            raise
         return self
 
     def __exit__(self, *exc):
@@ -130,27 +152,20 @@ class Kernel:
 
         self.kill()
         self.starts += 1
-        sockets = self.folder / f"kernel-{self.starts}"
+        sockets = self.folder / f"kernel-{self.starts}"  # connection file and Unix sockets, shared with the kernel
         sockets.mkdir(mode=0o700)
         connection = sockets / "connection.json"
         write_connection_file(str(connection), transport="ipc", ip=str(sockets / "ipc"),
                               key=secrets.token_hex(32).encode())
-        command = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection),
-                   "--HistoryManager.enabled=False"]
-        home = self.folder / f"home-{self.starts}"
-        env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "LANG": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
+        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", str(connection), "--HistoryManager.enabled=False"]
         if self.mode == "namespaces":
             for path in (sockets, connection):
                 os.chown(path, KERNEL_USER, KERNEL_USER)
-            config = {"root": str(self.folder / "root"), "sockets": str(sockets), "command": command,
-                      "env": {**env, "HOME": HOME, "MPLCONFIGDIR": f"{HOME}/.matplotlib"}, "read_only": visible_paths()}
-            (self.folder / "root").mkdir(exist_ok=True)
-            command = [shutil.which("unshare"), *NAMESPACES, sys.executable, "-I", __file__, "enter", json.dumps(config)]
-            cwd, env = self.folder, {"PATH": "/usr/bin:/bin"}
+            command, cwd, env = _isolated(kernel, self.folder, sockets), self.folder, {"PATH": "/usr/bin:/bin"}
         else:
+            home = self.folder / f"home-{self.starts}"
             home.mkdir(mode=0o700)
-            cwd, env = home, {**env, "HOME": str(home), "MPLCONFIGDIR": str(home / ".matplotlib")}
+            command, cwd, env = kernel, home, _environment(str(home))
         self.process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL, start_new_session=True)
         self.client = BlockingKernelClient(connection_file=str(connection))
@@ -269,7 +284,8 @@ def enter(config: dict) -> None:
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, f"size={ROOT_SIZE},mode=755")
     for path in config["read_only"]:
         _bind(path, root)
-    _bind(config["sockets"], root, writable=True)
+    if config["sockets"] is not None:
+        _bind(config["sockets"], root, writable=True)
     for device in ("null", "zero", "full", "random", "urandom"):
         _bind(f"/dev/{device}", root, writable=True, device=True)
     os.makedirs(root + "/dev/shm", mode=0o1777)

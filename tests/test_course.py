@@ -125,6 +125,26 @@ def test_broken_submissions_get_the_expected_scores(tmp_path):
     assert max(len(f) for f in feedback.values()) < 5_000  # megabytes of printing never reach the feedback
 
 
+def test_one_bad_submission_never_stops_the_grade_sheet(tmp_path, monkeypatch):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for student in ("ann", "bob", "cat"):
+        shutil.copyfile(EXERCISES / "01_forward_process.ipynb", subs / f"{student}.ipynb")
+
+    def grade_one(path, source_nb, exercise, timeout, tests):
+        if path.stem == "bob":
+            raise RuntimeError("a bug of the grader's own")
+        return {"student": path.stem, "file": path.name, "points": {"q1_tests": 2.0, "q2_tests": 3.0, "q3_tests": 0.0},
+                "messages": {}, "status": "graded", "seconds": 0.0}
+
+    monkeypatch.setattr(course, "grade_one", grade_one)
+    course.grade(subs, "01_forward_process", tmp_path / "g.csv", tmp_path / "fb", SOLUTIONS, progress=False)
+    rows = read_csv(tmp_path / "g.csv")
+    assert [rows[s]["auto_total"] for s in ("ann", "bob", "cat")] == ["5", "0", "5"]
+    assert rows["bob"]["status"] == "could not be graded: RuntimeError: a bug of the grader's own"
+    assert sorted(p.name for p in (tmp_path / "fb").iterdir()) == ["ann.md", "bob.md", "cat.md"]  # no temporary files left
+
+
 def test_grade_bad_arguments(tmp_path):
     with pytest.raises(FileNotFoundError, match="exercises:"):
         course.grade(tmp_path, "99_nope", solutions=SOLUTIONS, progress=False)
@@ -159,7 +179,7 @@ def test_cheating_submissions_get_what_their_answers_deserve(tmp_path):
     timeout = 15
     rows, got, feedback, results = grade_q123(SUBMISSIONS / "01_forward_process_cheats", tmp_path, timeout)
     assert got == CHEATS
-    assert "KeyboardInterrupt" in feedback["keyboard_interrupt"] and "time limit" not in feedback["keyboard_interrupt"]
+    assert "KeyboardInterrupt" in feedback["keyboard_interrupt"] and "stopped at the time limit" not in feedback["keyboard_interrupt"]
     assert "time limit" in feedback["slow_answer"] and "time limit" in feedback["ignores_ctrl_c"]
     assert results["slow_answer"]["seconds"] < 65  # killed at the limit, not waited for
     assert "kernel died" in feedback["dies_in_q2"] and "q3_tests** (1 / 1): passed" in feedback["dies_in_q2"]
@@ -201,6 +221,10 @@ def test_expect_checks_at_once_in_a_notebook(monkeypatch):
         course.expect(course.call("picky", 1), raises=ValueError)
     with pytest.raises(AssertionError, match="NameError"):
         course.expect(course.call("no_such_function", 1), equals=1)
+    with pytest.raises(ValueError, match="checks nothing"):
+        course.expect(course.call("halve", x))
+    with pytest.raises(TypeError, match="as a string"):
+        course.call(main.halve, x)
 
 
 def test_data_from_a_kernel_is_checked_before_use():
