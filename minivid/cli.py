@@ -132,7 +132,7 @@ def _add_course(sub):
     p.add_argument("--exercises", default="exercises", help="where the learner versions go")
     p.add_argument("--out", default="grades.csv", help="grade: the CSV of points")
     p.add_argument("--feedback", default="feedback", help="grade: a folder for one feedback file per student")
-    p.add_argument("--timeout", type=float, default=60, help="grade: seconds allowed per cell")
+    p.add_argument("--timeout", type=float, default=60, help="grade: seconds allowed per cell and per question; past it the kernel is killed")
     p.set_defaults(func=_run_course)
 
 
