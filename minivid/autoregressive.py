@@ -224,6 +224,28 @@ class Model(torch.nn.Module):
         trace["prob"] = torch.stack(trace["prob"], 1)
         return video, trace
 
+    def network_evaluations(self, num_context: int, num_frames: int, use_cache: bool = True,
+                            decoding: str = "sequential", iterations: int = 4, **generate_kwargs) -> int:
+        """How many transformer passes `generate` makes (parallel decoding: at most this many).
+
+        Sequential with the cache: one pass per token, plus one to read the window whenever the cache is
+        filled (the first frame, and each time the window slides). Without the cache: one full pass per
+        token. Parallel: up to `iterations` passes per frame and one to store it, plus the window reads.
+        """
+        c, n = self.config.transformer, self.tokens_per_frame
+        if decoding == "sequential" and not use_cache:
+            return num_frames * n
+        passes, cached, seen = 0, None, num_context
+        for _ in range(num_frames):
+            window = min(seen, c.max_frames - 1)
+            if cached is None or cached + n > c.max_tokens:
+                passes += 1 if window else 0
+                cached = window * n
+            passes += n if decoding == "sequential" else iterations + 1
+            cached += n
+            seen += 1
+        return passes
+
     def _prefill(self, past):
         """A fresh cache holding the inputs [start, past[:-1]] (one network pass), and the input that comes next."""
         cache = self.transformer.new_cache(past.shape[0])

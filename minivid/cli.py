@@ -2,7 +2,7 @@
 
     minivid data --out samples.gif         render Moving MNIST samples and print the data set's facts
     minivid train diffusion --preset nano  train a model with the shared loop (minivid/train.py)
-    minivid sample diffusion --out clip.gif
+    minivid sample diffusion --out clip.gif   truth above prediction; several families give several rows
     minivid bench                          the standard protocol for every pretrained method
     minivid course grade SUBMISSIONS --assignment NAME   grade a class's notebooks (see minivid/course.py)
 
@@ -70,8 +70,9 @@ def _add_family_commands(sub):
     p.add_argument("--export", default=None, help="after training, write a shippable weights file here")
     p.set_defaults(func=_run_train)
 
-    p = sub.add_parser("sample", help="sample a pretrained (or given) model to a GIF/MP4")
-    p.add_argument("family", choices=names)
+    generators = [name for name in names if FAMILIES[name].generates]
+    p = sub.add_parser("sample", help="predict test clips with pretrained (or given) models; truth above prediction, to a GIF/MP4")
+    p.add_argument("family", nargs="+", choices=generators, help="one or more families, one row each under the truth")
     p.add_argument("--out", default="sample.gif")
     p.add_argument("--checkpoint", default=None, help="a run checkpoint or weights file (default: the shipped one)")
     p.add_argument("--context", type=int, default=10, help="context frames from the standard test set (0: unconditional)")
@@ -80,6 +81,8 @@ def _add_family_commands(sub):
     p.add_argument("--steps", type=int, default=None, help="sampling steps (family default if omitted)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--fps", type=float, default=5, help="frames per second of the written video")
+    p.add_argument("--scale", type=int, default=2, help="integer upscaling of the 64x64 frames (crisp pixels)")
     p.set_defaults(func=_run_sample)
 
 
@@ -101,14 +104,14 @@ def _run_train(args):
 
 
 def _run_sample(args):
-    from minivid.families import get_family
+    from minivid.families import sample_cli
 
-    return get_family(args.family).sample_cli(args)
+    return sample_cli(args)
 
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="the standard protocol for every pretrained method; prints a table")
-    p.add_argument("--num-clips", type=int, default=64, help="test clips (the README's table uses 32; 256 is the full protocol)")
+    p.add_argument("--num-clips", type=int, default=64, help="test clips (the table in docs/benchmarks.md uses 32; 256 is the full protocol)")
     p.add_argument("--methods", default=None, help="comma-separated subset of the pretrained methods")
     p.add_argument("--json", default=None, help="also write the table as JSON here")
     p.add_argument("--csv", default=None, help="also write the table as CSV here")

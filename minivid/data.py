@@ -31,7 +31,7 @@ DIGIT_SIZE = 28
 SPLITS = ("train", "test")
 DIGIT_SOURCES = ("shipped", "full", "auto")
 
-# The protocol every method is scored on (README, "Evaluation protocol").
+# The protocol every method is scored on (docs/data.md, "Evaluation protocol").
 STANDARD_TEST_SEED = 2015  # the year of Srivastava et al.; any fixed number would do
 STANDARD_CONTEXT = 10
 STANDARD_FUTURE = 10

@@ -11,13 +11,18 @@ and may define, to take over a step the generic version below does differently:
 
     make_batch(step, batch_size, seed, device) -> batch      (default: Moving MNIST clips)
     build(preset, args) -> Model                             (default: Model(PRESETS[preset]))
-    train_cli(args) / sample_cli(args)                       (default: the functions below)
+    train_cli(args)                                          (default: default_train_cli below)
+
+`minivid sample` is the same for every family that generates video (`sample_cli` below): it relies only
+on `generate`, and on `Model.network_evaluations(num_context, num_frames, **kwargs)` where a model has
+it, to say before sampling how long it will take.
 
 Families are imported lazily, so `minivid --help` stays fast.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass
 
@@ -30,6 +35,7 @@ class Family:
     default_steps: int
     default_batch_size: int
     default_lr: float
+    generates: bool = True  # False for the tokenizer, which only encodes and decodes frames
 
     def load(self):
         return importlib.import_module(self.module)
@@ -49,17 +55,11 @@ class Family:
             return mod.train_cli(args)
         return default_train_cli(self, args)
 
-    def sample_cli(self, args):
-        mod = self.load()
-        if hasattr(mod, "sample_cli"):
-            return mod.sample_cli(args)
-        return default_sample_cli(self, args)
-
 
 FAMILIES: dict[str, Family] = {
     "diffusion": Family("diffusion", "minivid.video_diffusion", "small", 6_000, 64, 3e-4),
     "image": Family("image", "minivid.image_diffusion", "small", 2_000, 256, 5e-4),
-    "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 3_000, 256, 1e-3),
+    "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 3_000, 256, 1e-3, generates=False),
     "autoregressive": Family("autoregressive", "minivid.autoregressive", "small", 6_000, 32, 5e-4),
     "hybrid": Family("hybrid", "minivid.hybrid", "small", 6_000, 64, 3e-4),
 }
@@ -149,22 +149,107 @@ def default_train_cli(family: Family, args) -> int:
     return 0
 
 
-def default_sample_cli(family: Family, args) -> int:
-    """`minivid sample FAMILY`: context from the standard test set, generated frames to a GIF/MP4."""
+def sample_cli(args) -> int:
+    """`minivid sample FAMILY [FAMILY ...]`: the standard test clips, each model's prediction under the truth.
+
+    Writes a GIF/MP4 (`viz.truth_over_predictions`): one column per clip, the true clip on top, then one
+    row per model, whose predicted frames wear a red border. Before each model samples, it prints the
+    number of network evaluations and, once the first few are timed, how long the rest will take;
+    a progress bar counts the evaluations.
+    """
+    import inspect
+
     import torch
 
-    from minivid import checkpoints, data, viz
+    from minivid import checkpoints, metrics, viz
 
-    model = checkpoints.load(args.checkpoint, family=family.name) if args.checkpoint else checkpoints.pretrained(family.name)
-    model = model.to(args.device).eval()
-    clips = data.standard_test_set(args.num)
-    context = clips[:, : args.context]
-    kwargs = {} if args.steps is None else {"steps": args.steps}
-    with torch.no_grad():
-        video = model.generate(context.to(args.device), args.num_frames, seed=args.seed, progress=True, **kwargs)
-    viz.save_video(torch.cat([context, video.cpu()], dim=1), args.out)
-    print(f"wrote {args.out}: {args.num} clips, {args.context} context + {args.num_frames} generated frames")
+    families = [get_family(name) for name in dict.fromkeys(args.family)]  # in order, without repeats
+    for family in families:
+        if not family.generates:
+            raise ValueError(f"{family.name} does not generate video (it encodes and decodes frames); "
+                             f"sample 'autoregressive', which predicts its tokens")
+    if args.checkpoint and len(families) > 1:
+        raise ValueError("--checkpoint names one model: give one family with it")
+    for name, value, least in (("--num", args.num, 1), ("--context", args.context, 0), ("--num-frames", args.num_frames, 1)):
+        if value < least:
+            raise ValueError(f"{name} must be >= {least}, got {value}")
+    truth = metrics.test_clips(args.num, args.context + args.num_frames)  # (b, context + num_frames, 1, 64, 64)
+    context = truth[:, : args.context]
+    predictions = {}
+    for family in families:
+        if args.checkpoint:
+            model = checkpoints.load(args.checkpoint, family=family.name)
+        else:
+            model = checkpoints.pretrained(family.name)
+        model = model.to(args.device).eval()
+        kwargs = {}
+        if args.steps is not None:
+            if "steps" in inspect.signature(model.generate).parameters:
+                kwargs["steps"] = args.steps
+            else:
+                print(f"{family.name}: --steps does not apply (it has no denoising steps)")
+        with sampling_progress(model, family.name, args.context, args.num_frames, args.num, kwargs), torch.no_grad():
+            video = model.generate(context.to(args.device), args.num_frames, seed=args.seed, progress=False, **kwargs)
+        predictions[family.name] = video.cpu()
+    frames, _ = viz.truth_over_predictions(truth, predictions, context=args.context)
+    viz.save_frames(frames, args.out, fps=args.fps, scale=args.scale)
+    rows = ", ".join(["truth", *predictions])
+    print(f"wrote {args.out}: {args.num} clips side by side; rows: {rows}. Frames 1-{args.context} are the true "
+          f"context, frames {args.context + 1}-{args.context + args.num_frames} are predicted (red border).")
     return 0
+
+
+@contextlib.contextmanager
+def sampling_progress(model, name: str, num_context: int, num_frames: int, num_clips: int, generate_kwargs: dict):
+    """A progress bar over the model's network evaluations while the block samples, with a time estimate.
+
+    The estimate is printed after the first tenth of the evaluations (at least 2, at most 20): the rest
+    are assumed to cost the median of those, the first left out, since it may cost more (the
+    autoregressive model reads the whole context in its first pass, then one token per pass). It is a
+    guide, not a promise: the hybrid's first evaluations denoise fewer frames than its later ones.
+    """
+    import statistics
+    import time
+
+    from tqdm.auto import tqdm
+
+    count = getattr(model, "network_evaluations", None)
+    total = count(num_context, num_frames, **generate_kwargs) if count is not None else None
+    timed = min(max(total // 10, 2), 20) if total else None
+    network = getattr(model, "transformer", model)  # the autoregressive sampler calls its transformer directly
+    plan = (f"{total} network evaluations; the first {timed} are timed for an estimate" if total and total > timed else
+            f"{total} network evaluations" if total else "network evaluations counted as they run")
+    print(f"{name}: {num_clips} clips, {num_context} context + {num_frames} new frames: {plan}")
+    bar = tqdm(total=total, desc=name, unit="eval")
+    times = []
+    start = time.perf_counter()
+
+    def before(module, inputs):
+        times.append(time.perf_counter())
+
+    def after(module, inputs, output):
+        times[-1] = time.perf_counter() - times[-1]
+        bar.update(1)
+        if total and len(times) == timed < total:
+            each = statistics.median(times[1:])
+            left = each * (total - timed)
+            bar.write(f"{name}: about {_duration(time.perf_counter() - start + left)} in all "
+                      f"({each:.2f} s per evaluation), {_duration(left)} to go")
+
+    handles = [network.register_forward_pre_hook(before), network.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        bar.close()
+    print(f"{name}: done in {_duration(time.perf_counter() - start)}")
+
+
+def _duration(seconds: float) -> str:
+    """12.3 -> '12 s', 135 -> '2 min 15 s'."""
+    seconds = round(seconds)
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} min {seconds % 60:02d} s"
 
 
 def _argv() -> list[str]:

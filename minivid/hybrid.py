@@ -196,6 +196,19 @@ class Model(torch.nn.Module):
         video = diffusion.from_model_range(torch.cat(out, dim=1)[:, :num_frames])
         return (video, trace) if return_trace else video
 
+    def network_evaluations(self, num_context: int, num_frames: int, schedule="pyramid", steps: int | None = None,
+                            lag: int | None = None, **generate_kwargs) -> int:
+        """How many network calls `generate` makes: per window, the grid's rows in which some frame moves."""
+        c = self.config
+        total, done = 0, 0
+        while done < num_frames:
+            past = min(num_context + done, c.max_context)
+            chunk = min(num_frames - done, c.num_frames - past)
+            grid = self.schedule_grid(chunk, schedule, steps, lag)
+            total += int((grid[1:] < grid[:-1]).any(dim=1).sum())
+            done += chunk
+        return total
+
     def _denoise_chunk(self, past, grid, steps, context_noise, generator):
         """Denoise len(grid[0]) new frames after `past` following `grid`; returns (frames, evaluations)."""
         c = self.config

@@ -115,6 +115,10 @@ class Model(torch.nn.Module):
             entry["x0"] = diffusion.from_model_range(entry["x0"]).view(b, num_frames, 1, h, w)
         return images, trace
 
+    def network_evaluations(self, num_context: int, num_frames: int, steps: int | None = None, **generate_kwargs) -> int:
+        """How many network calls `generate` makes: one per step, for all the images at once."""
+        return self.config.sample_steps if steps is None else steps
+
 
 def make_batch(step: int, batch_size: int, seed: int = 0, device=None) -> torch.Tensor:
     """`batch_size` Moving MNIST frames as one-frame clips (b, 1, 1, 64, 64): 4 frames from each clip."""

@@ -162,6 +162,12 @@ class Model(torch.nn.Module):
             entry["x0"] = diffusion.from_model_range(entry["x0"][:, t0:])
         return video, trace
 
+    def network_evaluations(self, num_context: int, num_frames: int, steps: int | None = None,
+                            guidance: float = 0.0, **generate_kwargs) -> int:
+        """How many network calls `generate` makes for these settings: one per step, two with guidance."""
+        steps = self.config.sample_steps if steps is None else steps
+        return steps * (2 if guidance > 0 else 1)
+
 
 def from_image_model(image_model, config: Config) -> Model:
     """A video model whose network is inflated from a trained image model (`minivid.image_diffusion`).

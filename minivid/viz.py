@@ -4,6 +4,9 @@
     frame_grid(video, context=10)       a figure: one row per clip, one column per frame
     plot_per_frame(curves, "MSE")       per-frame curves, e.g. error against future-frame index
     save_video(video, "clip.gif")       GIF or MP4 from a terminal
+    truth_over_predictions(truth, {"diffusion": pred}, context=10)
+                                        truth above predictions, predicted frames framed in red (RGB frames)
+    save_frames(frames, "sample.gif")   write such uint8 frames to a GIF or MP4
 
 Every function takes the package's video tensors: float in [0, 1], (t, c, h, w) for one clip or
 (b, t, c, h, w) for a batch, c = 1 (grey) or 3 (RGB). NumPy arrays of the same shapes work too.
@@ -78,21 +81,31 @@ def save_video(video, path, fps: float = 8, scale: int = 1) -> Path:
     neighbour), handy for 64x64 clips. GIFs need only Pillow; MP4 needs the ffmpeg binary, from
     PATH or from imageio-ffmpeg.
     """
+    return save_frames(tile(video), path, fps=fps, scale=scale)
+
+
+def save_frames(frames: np.ndarray, path, fps: float = 8, scale: int = 1) -> Path:
+    """Write uint8 frames (t, h, w, c), c = 1 or 3, to `path` (.gif or .mp4). Returns the path."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".gif", ".mp4"):
-        raise ValueError(f"save_video writes .gif or .mp4 files, got {str(path)!r}")
+        raise ValueError(f"videos are written as .gif or .mp4 files, got {str(path)!r}")
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps!r}")
     if int(scale) != scale or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
-    frames = _upscale(tile(video), int(scale))  # (t, h, w, c) uint8
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] not in (1, 3):
+        raise ValueError(f"frames must be uint8 (t, h, w, c) with c = 1 or 3, got {frames.dtype} {frames.shape}")
+    frames = _upscale(frames, int(scale))
     path.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".gif":
         from PIL import Image
 
-        mode = "L" if frames.shape[-1] == 1 else "RGB"
-        images = [Image.fromarray(f[..., 0] if mode == "L" else f, mode=mode) for f in frames]
+        if frames.shape[-1] == 1:
+            images = [Image.fromarray(f[..., 0], mode="L") for f in frames]
+        else:  # one palette for the whole clip: about half the size of a palette per frame, and no flicker
+            palette = Image.fromarray(np.concatenate(list(frames), axis=0)).quantize(256, method=Image.Quantize.MEDIANCUT)
+            images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
         images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
     else:
         import mediapy
@@ -119,6 +132,92 @@ def use_ffmpeg() -> str:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     mediapy.set_ffmpeg(exe)
     return exe
+
+
+# --------------------------------------------------------------------------------------------
+# truth above prediction
+# --------------------------------------------------------------------------------------------
+
+PREDICTED_RGB = (214, 39, 40)  # matplotlib's tab:red, the colour frame_grid frames predicted frames in
+BACKGROUND = 48  # dark grey around the frames, so the black Moving MNIST canvas still shows its edges
+LABEL_RGB = (220, 220, 220)
+
+
+def truth_over_predictions(truth, predictions: dict, context: int, labels: bool = True, border: int = 2,
+                           gap: int = 4) -> tuple[np.ndarray, dict]:
+    """Frames for a GIF that shows where the context ends: the true clip above each method's prediction.
+
+    truth: (b, t, c, h, w) in [0, 1], the whole true clip (context and future). predictions:
+    {name: (b, t - context, c, h, w)}, what each method made of the first `context` frames. Each clip
+    is a column; its top row plays the true clip, and every row under it plays the same true context
+    followed by that method's frames. Predicted frames wear a red border; a caption under the rows says
+    which frame is playing and whether it is context or predicted. labels: write the row names on the left.
+
+    Returns (frames, boxes): uint8 RGB frames (t, H, W, 3), and boxes[(row, clip)] = (top, left), the
+    corner of that clip's picture in row `row` (0 is the truth, then the predictions in order).
+    """
+    truth = _as_batch(truth, "truth")
+    b, t, _, h, w = truth.shape
+    if int(context) != context or not 0 <= context < t:
+        raise ValueError(f"context must be an integer in [0, {t - 1}] for a {t}-frame truth, got {context!r}")
+    if not isinstance(predictions, dict):
+        raise ValueError("predictions must be a dict {name: (b, t - context, c, h, w) video}")
+    rows = [("truth", to_uint8(truth))]  # (b, t, h, w, c) each
+    for name, video in predictions.items():
+        video = _as_batch(video, f"prediction {name!r}")
+        if video.shape[0] != b or video.shape[1] != t - context or video.shape[3:] != truth.shape[3:]:
+            raise ValueError(f"prediction {name!r} is {tuple(video.shape)}; expected ({b}, {t - context}, c, {h}, {w}) "
+                             f"for {context} context frames of a {t}-frame truth")
+        rows.append((str(name), to_uint8(torch.cat([truth[:, :context], video], dim=1))))
+    captions = [f"frame {f + 1} of {t}: " + (f"predicted ({f + 1 - context} of {t - context})" if f >= context else "context")
+                for f in range(t)]
+    font = _font()
+    label_width = max(_text_width(font, name) for name, _ in rows) + 2 * gap if labels else 0
+    caption_height = 14
+    cell_h, cell_w = h + 2 * border, w + 2 * border
+    height = gap + len(rows) * (cell_h + gap) + caption_height
+    width = label_width + gap + max(b * (cell_w + gap), max(_text_width(font, c) for c in captions) + gap)
+    boxes = {(r, i): (gap + r * (cell_h + gap) + border, label_width + gap + i * (cell_w + gap) + border)
+             for r in range(len(rows)) for i in range(b)}
+
+    from PIL import Image, ImageDraw
+
+    out = np.full((t, height, width, 3), BACKGROUND, dtype=np.uint8)
+    for f in range(t):
+        predicted = f >= context
+        for r, (_, clips) in enumerate(rows):
+            for i in range(b):
+                top, left = boxes[(r, i)]
+                if r > 0 and predicted:  # the marker: a red border on every predicted frame
+                    out[f, top - border : top + h + border, left - border : left + w + border] = PREDICTED_RGB
+                out[f, top : top + h, left : left + w] = clips[i, f]  # grey frames broadcast to RGB
+        image = Image.fromarray(out[f])
+        draw = ImageDraw.Draw(image)
+        if labels:
+            for r, (name, _) in enumerate(rows):
+                _text(draw, font, (gap, boxes[(r, 0)][0] + h // 2), name, LABEL_RGB)
+        _text(draw, font, (label_width + gap, height - caption_height // 2 - 1), captions[f],
+              PREDICTED_RGB if predicted else LABEL_RGB)
+        out[f] = np.asarray(image)
+    return out, boxes
+
+
+def _font():
+    from PIL import ImageFont
+
+    return ImageFont.load_default()
+
+
+def _text_width(font, text: str) -> int:
+    left, _, right, _ = font.getbbox(text)
+    return int(right - left)
+
+
+def _text(draw, font, left_middle: tuple[int, int], text: str, colour) -> None:
+    """Write `text` with its left edge at x and its middle at y (Pillow's own anchors need FreeType)."""
+    x, y = left_middle
+    _, top, _, bottom = font.getbbox(text)
+    draw.text((x, y - (top + bottom) // 2), text, fill=colour, font=font)
 
 
 # --------------------------------------------------------------------------------------------
