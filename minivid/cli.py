@@ -3,6 +3,8 @@
     minivid data --out samples.gif         render Moving MNIST samples and print the data set's facts
     minivid train diffusion --preset nano  train a model with the shared loop (minivid/train.py)
     minivid sample diffusion --out clip.gif   truth above prediction; several families give several rows
+    minivid evaluate FILE                  score a weights export; the figures go into its manifest
+    minivid recipe NAME                    the commands that trained a shipped model
     minivid bench                          the standard protocol for every pretrained method
     minivid course grade SUBMISSIONS --assignment NAME   grade a class's notebooks (see minivid/course.py)
 
@@ -126,6 +128,45 @@ def _run_bench(args):
     return bench.run_cli(args)
 
 
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="score a weights export on the standard protocol; the figures go into its manifest")
+    p.add_argument("weights", help="an export written by `minivid train ... --export FILE`")
+    p.add_argument("--clips", type=int, default=256, help="test clips (256 is the full protocol)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--kwargs", default="{}", help='JSON of generate() keywords, e.g. \'{"steps": 50}\'')
+    p.add_argument("--name", default="protocol", help="the key the protocol's result is stored under")
+    p.add_argument("--speeds", default="", help="also score these other speeds, e.g. 0.07,0.13 (the protocol's is 0.1)")
+    p.add_argument("--samples", type=int, default=0, help="also score the mean and the best of this many samples per clip")
+    p.add_argument("--schedules", action="store_true", help="hybrid: every inference schedule, and long rollouts")
+    p.add_argument("--rollout-clips", type=int, default=32, help="with --schedules: clips rolled out to 60 frames")
+    p.set_defaults(func=_run_evaluate)
+
+    p = sub.add_parser("recipe", help="the commands that trained a shipped model, in order, from its manifest")
+    p.add_argument("name", help="diffusion, vqvae, autoregressive or hybrid")
+    p.set_defaults(func=_run_recipe)
+
+
+def _run_evaluate(args):
+    from minivid import evaluate
+
+    return evaluate.run_cli(args)
+
+
+def _run_recipe(args):
+    from minivid import checkpoints
+
+    info = checkpoints.manifest(args.name)
+    steps = info.get("recipe_steps") or [info["recipe"]]
+    training = info["metrics"].get("training", {})
+    print(f"# {args.name}: {info['parameters']:,} parameters; run from the repository root, in order")
+    if "gpu_minutes" in training:
+        print(f"# {training['gpu_minutes']} GPU minutes in all on {', '.join(training.get('gpus', []))}")
+    for i, command in enumerate(steps, start=1):
+        print(f"{command}  # step {i}")
+    return 0
+
+
 def _add_course(sub):
     p = sub.add_parser("course", help="the course kit: generate exercises, check them, grade submissions")
     p.add_argument("action", choices=["generate", "check", "grade"])
@@ -151,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(sub)
     _add_family_commands(sub)
     _add_bench(sub)
+    _add_evaluate(sub)
     _add_course(sub)
     return parser
 

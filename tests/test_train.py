@@ -183,3 +183,30 @@ def test_cli_train_speed_range_and_overrides(tmp_path):
     assert checkpoints.load(export).config.spacetime is True
     with pytest.raises(SystemExit):
         cli.main(["train", "diffusion", "--speed", "0.2,0.1"])
+
+
+def test_cli_evaluate_records_into_the_manifest(tmp_path, capsys):
+    export = tmp_path / "d.pt"
+    assert cli.main(["train", "diffusion", "--preset", "nano", "--steps", "1", "--batch-size", "1", "--device", "cpu",
+                     "--out", str(tmp_path / "run"), "--export", str(export)]) == 0
+    args = ["evaluate", str(export), "--clips", "2", "--batch-size", "2", "--device", "cpu", "--kwargs", '{"steps": 1}']
+    assert cli.main([*args, "--speeds", "0.05", "--samples", "2"]) == 0
+    metrics_ = json.loads(export.with_suffix(".json").read_text())["metrics"]
+    assert metrics_["protocol"]["clips"] == 2 and metrics_["protocol"]["generate_kwargs"] == {"steps": 1}
+    assert set(metrics_["speeds"]) == {"0.1", "0.05"} and metrics_["samples"]["samples"] == 2
+    assert metrics_["speeds"]["0.1"]["mse"] == metrics_["protocol"]["mse"]
+    assert checkpoints.load_export(export)[1]["sha256"] == checkpoints.sha256(export)  # weights untouched
+    capsys.readouterr()
+    assert cli.main([*args, "--speeds", "fast"]) == 2
+    assert "--speeds expects numbers" in capsys.readouterr().err
+    assert cli.main([*args, "--schedules"]) == 2
+    assert "for hybrid models" in capsys.readouterr().err
+
+
+def test_cli_recipe_prints_the_manifest_commands(capsys):
+    assert cli.main(["recipe", "hybrid"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    steps = checkpoints.manifest("hybrid")["recipe_steps"]
+    assert len([line for line in out if not line.startswith("#")]) == len(steps)
+    assert out[-1].startswith(steps[-1])
+    assert cli.main(["recipe", "nothing"]) == 2
