@@ -2,10 +2,12 @@
 
     python scripts/bench_forward.py [--repeats 5]
 
-Prints parameters and the median forward time; the README's preset table comes from here.
+Prints parameters and the median forward time; docs/diffusion.md's preset table comes from here. The
+"small+st" rows add space-time attention at 8x8 (`Config.spacetime`), as the shipped diffusion model has.
 """
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -21,7 +23,8 @@ def main():
     print(f"cpu, {torch.get_num_threads()} threads, one clip of 20 frames, median of {args.repeats}")
     x, t = torch.randn(1, 20, 1, 64, 64), torch.full((1,), 500)
     for family, module in [("diffusion", video_diffusion), ("hybrid", hybrid)]:
-        for name, config in module.PRESETS.items():
+        presets = {**module.PRESETS, "small+st": dataclasses.replace(module.PRESETS["small"], spacetime=True)}
+        for name, config in presets.items():
             model = module.Model(config).eval()
             times = []
             with torch.no_grad():
@@ -30,7 +33,7 @@ def main():
                     model.net(x, t)
                     times.append(time.perf_counter() - start)
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            print(f"{family:10s} {name:6s} {params:6.2f} M parameters  {statistics.median(times[1:]):6.3f} s per forward")
+            print(f"{family:10s} {name:8s} {params:6.2f} M parameters  {statistics.median(times[1:]):6.3f} s per forward")
 
 
 if __name__ == "__main__":
