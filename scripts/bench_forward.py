@@ -3,7 +3,7 @@
     python scripts/bench_forward.py [--repeats 5]
 
 Prints parameters and the median forward time; docs/diffusion.md's preset table comes from here. The
-"small+st" rows add space-time attention at 8x8 (`Config.spacetime`), as the shipped diffusion model has.
+"small+st" rows add space-time attention at 8x8 (`Config.spacetime`), the variant docs/diffusion.md compares.
 """
 
 import argparse
