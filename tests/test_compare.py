@@ -34,7 +34,7 @@ def test_state_scores_counts_and_caches(nano):
     videos = state.videos()
     assert list(videos) == ["truth", "oracle", "copy", "diffusion"]
     assert all(v.shape == (10, 1, 64, 64) for v in videos.values())
-    assert "<table>" in state.table_html() and bytes(state.figure_png()).startswith(b"\x89PNG")
+    assert "<table" in state.table_html() and bytes(state.figure_png()).startswith(b"\x89PNG")
     with pytest.raises(ValueError, match="clip must be"):
         state.update(clip=5)
     with pytest.raises(ValueError, match="unknown setting"):
@@ -43,10 +43,24 @@ def test_state_scores_counts_and_caches(nano):
 
 def test_widget_callbacks():
     ex = Compare({"oracle": perfect, "copy": metrics.copy_last_frame}, num_clips=2)
-    assert ex.table.value == ""
+    assert ex.table.value == "" and ex.results.layout.display == "none"  # no empty plot before the first run
     ex.run.click()
-    assert "<table>" in ex.table.value and ex.state.runs == 2
+    assert "<table" in ex.table.value and ex.state.runs == 2 and ex.results.layout.display is None
+    assert ex.plot.layout.width == "640px"  # the figure at its own size (8 in x 80 dpi), not stretched
     ex.clip.value = 1
-    assert "press Compare" in ex.status.value
+    assert "press Compare" in ex.status.value and ex.is_stale()
     ex.clip.value = 0  # cached: shown at once
-    assert ex.state.runs == 2 and "cached" in ex.status.value
+    assert ex.state.runs == 2 and "cached" in ex.status.value and not ex.is_stale()
+    assert bytes(ex.preview().data).startswith(b"\x89PNG")
+
+
+def broken(context, num_frames, seed=0):
+    raise RuntimeError("this method is broken")
+
+
+def test_a_failed_run_says_so():
+    ex = Compare({"copy": metrics.copy_last_frame, "broken": broken}, num_clips=2)
+    ex.run.click()  # the error goes to the widget's output area in a notebook; here the callback logs it
+    assert ex.status.value.startswith("failed") and not ex.run.disabled
+    with pytest.raises(RuntimeError, match="the last run failed"):
+        ex.preview()

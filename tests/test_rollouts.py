@@ -86,6 +86,6 @@ def test_widget_callbacks():
     ex.run.click()
     assert ex.state.runs == 2 and bytes(ex.plot.value).startswith(b"\x89PNG")
     ex.temperature.value = 0.5
-    assert "press Roll out" in ex.status.value
+    assert "press Roll out" in ex.status.value and ex.is_stale()
     ex.temperature.value = 1.0  # cached: redrawn at once
-    assert ex.state.runs == 2 and "cached" in ex.status.value
+    assert ex.state.runs == 2 and "cached" in ex.status.value and not ex.is_stale()

@@ -20,7 +20,9 @@ def test_state_caches_trajectories(model):
     assert len(trace) == 4 and state.runs == 1  # 3 steps + the final sample
     strip = state.strip(0)
     assert strip.shape == (64 * 2 + 4, 10 * 64 + 9 * 2)  # x_t row + gap + x0 row, 10 frames side by side
-    assert state.timestep(0) == 999 and state.timestep(3) == -1
+    assert state.timestep(0) == 999 and state.timestep(3) is None  # after the last step: the clean sample
+    assert state.step_label(0) == "step 1/4: t = 999" and state.step_label(3) == "step 4/4: clean sample"
+    assert state.context_strip().shape == (64, 10 * 64 + 9 * 2)  # the given frames at the same scale as the strip
     state.update(steps=2)
     state.sample()
     state.update(steps=3)
@@ -33,18 +35,37 @@ def test_state_caches_trajectories(model):
 
 
 def test_explorer_callbacks_drive_the_images(model):
-    ex = DenoiseExplorer(model, num_clips=2)
-    assert bytes(ex.image.value) == b""  # nothing sampled yet
+    ex = DenoiseExplorer(model, num_clips=2, zoom=2)
+    assert bytes(ex.image.value) == b"" and ex.results.layout.display == "none"  # nothing sampled: no empty image shown
+    assert ex.context_image.layout.width == f"{2 * 658}px"  # the given frames, shown before any run
     ex.steps.value = 2
     ex.run.click()
-    assert ex.position.max == 2 and ex.state.runs == 1
-    first = ex.image.value
-    ex.position.value = 2
-    assert ex.image.value != first and bytes(ex.schedule.value).startswith(b"\x89PNG")
-    ex.clip.value = 1  # a new clip needs a new run
-    assert "press Sample" in ex.status.value
+    assert ex.position.max == 2 and ex.state.runs == 1 and ex.results.layout.display is None
+    assert ex.position.value == 2 and "clean sample" in ex.step_label.value  # opens on the finished sample
+    assert (ex.image.layout.width, ex.image.layout.height) == (f"{2 * 658}px", f"{2 * 132}px")  # integer zoom, no stretch
+    assert "minivid-pixels" in ex.image._dom_classes and "t = " not in ex.step_label.value
+    last = ex.image.value
+    ex.position.value = 0
+    assert ex.image.value != last and "t = 999" in ex.step_label.value and bytes(ex.schedule.value).startswith(b"\x89PNG")
+    ex.clip.value = 1  # a new clip needs a new run: the old pictures are greyed, the context is the new clip's
+    assert "press Sample" in ex.status.value and ex.is_stale()
     ex.clip.value = 0  # back to the cached one: shown at once, no new run
-    assert ex.state.runs == 1 and ex.position.value == 0
+    assert ex.state.runs == 1 and not ex.is_stale() and ex.position.value == 2
+    assert bytes(ex.preview().data).startswith(b"\x89PNG")
+    with pytest.raises(ValueError, match="zoom must be a positive integer"):
+        DenoiseExplorer(model, zoom=1.5)
+
+
+def test_preview_stacks_the_pictures_at_their_size():
+    from minivid.widgets import view
+
+    strip = view.png_bytes(torch.zeros(10, 30, dtype=torch.uint8).numpy(), zoom=3)
+    assert view.png_size(strip) == (90, 30)
+    stacked = view.stack_pngs([("caption", strip), ("", strip)], title="a title")
+    width, height = view.png_size(stacked)
+    assert width >= 90 and height >= 2 * 30 + 18  # both pictures and the caption line
+    with pytest.raises(ValueError, match="not a PNG"):
+        view.png_size(b"GIF89a")
 
 
 # -- the token rollout viewer ----------------------------------------------------------------------
@@ -70,6 +91,7 @@ def test_token_state_positions_order_and_frames(ar_model):
     frames = state.frames_at(10)
     assert frames.shape == (2, 1, 64, 64) and frames[1].abs().sum() == 0  # the second frame not started yet
     assert state.strip(0).shape == (64, 3 * 64 + 2 * 2)
+    assert state.step_label(70) == "frame 2/2, token 7/64"
     assert bytes(state.panels_png(5, heatmap="prob")).startswith(b"\x89PNG")
     state.update(decoding="parallel", iterations=3)
     state.sample()
@@ -85,12 +107,17 @@ def test_token_widget_callbacks(ar_model):
     from minivid.widgets import TokenRollout
 
     ex = TokenRollout(ar_model, num_clips=2, num_frames=1)
+    assert ex.iterations.disabled  # only parallel decoding iterates
     ex.run.click()
-    assert ex.position.max == 63 and ex.state.runs == 1
-    first = bytes(ex.panels.value)
-    ex.position.value = 63
-    assert bytes(ex.panels.value) != first and bytes(ex.frames.value).startswith(b"\x89PNG")
+    assert ex.position.max == 63 and ex.position.value == 63 and ex.state.runs == 1  # opens on the finished rollout
+    assert ex.step_label.value == "frame 1/1, token 64/64"
+    assert ex.frames.layout.width == f"{2 * (2 * 64 + 2)}px"  # last context frame + 1 generated, zoom 2
+    last = bytes(ex.panels.value)
+    ex.position.value = 0
+    assert bytes(ex.panels.value) != last and bytes(ex.frames.value).startswith(b"\x89PNG")
     ex.seed.value = 1
-    assert "press Sample" in ex.status.value
+    assert "press Sample" in ex.status.value and ex.is_stale()
     ex.seed.value = 0  # cached
-    assert ex.state.runs == 1 and ex.position.value == 0
+    assert ex.state.runs == 1 and ex.position.value == 63 and not ex.is_stale()
+    ex.decoding.value = "parallel"
+    assert not ex.iterations.disabled

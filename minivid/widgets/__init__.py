@@ -4,6 +4,10 @@
     TokenRollout(model)      watch an autoregressive model fill in token grids (logic: TokenRolloutState)
     ErrorAccumulation(models)  long rollouts of several methods, errors per frame (logic: ErrorAccumulationState)
     Compare(models)          one test context through every method, side by side, with a table (logic: CompareState)
+
+Each shows its pictures at natural size or an integer `zoom` with crisp pixels, its progress and errors
+inside itself, and greys its results when the settings change; `widget.preview()` returns the current
+view as a PNG, for notebooks read without a kernel (`minivid.widgets.view` holds these shared parts).
 """
 
 from minivid.widgets.compare import Compare, CompareState

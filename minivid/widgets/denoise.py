@@ -14,30 +14,11 @@ the model.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 
-from minivid import data, viz
-
-
-def png_bytes(array: np.ndarray, scale: int = 2) -> bytes:
-    """uint8 (h, w) or (h, w, 3) -> PNG bytes, upscaled with crisp pixels."""
-    from PIL import Image
-
-    image = Image.fromarray(array)
-    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def figure_png(fig) -> bytes:
-    """A matplotlib Figure as PNG bytes (for an ipywidgets Image)."""
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+from minivid import data
+from minivid.widgets.methods import check_settings
+from minivid.widgets.view import LABEL, WidgetView, check_zoom, figure_png, frames_strip, image_slot, labelled, png_bytes, show_png
 
 
 class DenoiseState:
@@ -58,9 +39,7 @@ class DenoiseState:
         return tuple(self.settings[k] for k in ("clip", "sampler", "steps", "guidance", "seed"))
 
     def update(self, **settings):
-        unknown = set(settings) - set(self.settings)
-        if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; expected {sorted(self.settings)}")
+        check_settings(self.settings, settings)
         if "sampler" in settings and settings["sampler"] not in self.SAMPLERS:
             raise ValueError(f"unknown sampler {settings['sampler']!r}; expected one of {self.SAMPLERS}")
         if "clip" in settings and not 0 <= settings["clip"] < len(self.clips):
@@ -78,7 +57,7 @@ class DenoiseState:
             context = self.clips[s["clip"] : s["clip"] + 1, : self.context]
             _, trace = self.model.generate(context, self.num_frames, seed=s["seed"], progress=progress, return_trace=True,
                                            steps=s["steps"], sampler=s["sampler"], guidance=s["guidance"])
-            final = {"t": -1, "x_t": trace[-1]["x0"], "x0": trace[-1]["x0"]}  # after the last step: the sample
+            final = {"t": None, "x_t": trace[-1]["x0"], "x0": trace[-1]["x0"]}  # after the last step: the clean sample
             self.cache[self.key()] = [*trace, final]
             self.runs += 1
         self.step = min(self.step, len(self.trace) - 1)
@@ -87,20 +66,32 @@ class DenoiseState:
     def num_positions(self) -> int:
         return 0 if self.trace is None else len(self.trace)
 
-    def strip(self, step: int | None = None) -> np.ndarray:
-        """uint8 image: top row x_t of every generated frame, bottom row predicted x0, at `step`."""
+    def _entry(self, step: int | None) -> dict:
         trace = self.sample()
         step = self.step if step is None else step
         if not 0 <= step < len(trace):
             raise ValueError(f"step must be in 0..{len(trace) - 1}, got {step}")
-        entry = trace[step]
-        rows = [viz.tile(entry[k][0].clamp(0, 1)[:, None], gap=2)[0] for k in ("x_t", "x0")]  # each (h, frames*w, c)
-        gap = np.full((4, rows[0].shape[1], rows[0].shape[2]), 128, dtype=np.uint8)
-        image = np.concatenate([rows[0], gap, rows[1]], axis=0)
-        return image[..., 0] if image.shape[-1] == 1 else image
+        return trace[step]
 
-    def timestep(self, step: int | None = None) -> int:
-        return self.sample()[self.step if step is None else step]["t"]
+    def strip(self, step: int | None = None) -> np.ndarray:
+        """uint8 image: top row x_t of every generated frame, bottom row predicted x0, at `step`."""
+        entry = self._entry(step)
+        rows = [frames_strip(entry[k][0].clamp(0, 1)) for k in ("x_t", "x0")]  # each (h, frames * w + gaps)
+        gap = np.full((4, *rows[0].shape[1:]), 128, dtype=np.uint8)
+        return np.concatenate([rows[0], gap, rows[1]], axis=0)
+
+    def context_strip(self) -> np.ndarray:
+        """uint8 image: the given frames of the current test clip, side by side (same scale as `strip`)."""
+        return frames_strip(self.clips[self.settings["clip"], : self.context])
+
+    def timestep(self, step: int | None = None) -> int | None:
+        """The noise level t of x_t at this step; None after the last step (the clean sample)."""
+        return self._entry(step)["t"]
+
+    def step_label(self, step: int | None = None) -> str:
+        step = self.step if step is None else step
+        t = self.timestep(step)
+        return f"step {step + 1}/{len(self.sample())}: " + ("clean sample" if t is None else f"t = {t}")
 
     def schedule_png(self, step: int | None = None) -> bytes:
         """The model's alpha_bar(t) and the sampler's steps, the current one marked."""
@@ -109,95 +100,101 @@ class DenoiseState:
         alpha_bar = self.model.alpha_bar.detach().cpu().numpy()
         visited = [e["t"] for e in self.sample()[:-1]]
         t = self.timestep(step)
-        fig = Figure(figsize=(3.2, 2.0), dpi=80)
+        fig = Figure(figsize=(3.0, 1.9), dpi=80)
         ax = fig.subplots()
         ax.plot(alpha_bar, color="0.3", lw=1, label="alpha_bar(t)")
         ax.plot(visited, alpha_bar[visited], "o", ms=2.5, color="tab:blue", label="sampler steps")
-        if t >= 0:
+        if t is not None:
             ax.axvline(t, color="tab:red", lw=1)
             ax.plot([t], [alpha_bar[t]], "o", color="tab:red", ms=5)
         ax.set_xlabel("t", fontsize=8)
-        ax.set_title(f"step {self.step + 1 if step is None else step + 1}/{len(visited) + 1}: t = {t}", fontsize=8)
+        ax.set_title(self.step_label(step), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="upper right")
         return figure_png(fig)
 
 
-class DenoiseExplorer:
-    """The ipywidgets front end of `DenoiseState`."""
 
-    def __init__(self, model, num_clips: int = 8):
+
+class DenoiseExplorer(WidgetView):
+    """The ipywidgets front end of `DenoiseState`. zoom: integer scale of the 64-pixel frames (1 = natural size)."""
+
+    title = "DenoiseExplorer"
+
+    def __init__(self, model, num_clips: int = 8, zoom: int = 1):
         import ipywidgets as W
 
+        self.zoom = check_zoom(zoom)
         self.state = DenoiseState(model, num_clips=num_clips)
         s = self.state.settings
-        self.clip = W.Dropdown(options=list(range(num_clips)), value=s["clip"], description="test clip")
-        self.sampler = W.ToggleButtons(options=list(DenoiseState.SAMPLERS), value=s["sampler"], description="sampler")
-        self.steps = W.IntSlider(value=s["steps"], min=1, max=100, description="steps")
-        self.guidance = W.FloatSlider(value=s["guidance"], min=0.0, max=3.0, step=0.25, description="guidance")
-        self.seed = W.IntText(value=s["seed"], description="seed")
+        self.clip = W.Dropdown(options=list(range(num_clips)), value=s["clip"], description="test clip", style=LABEL,
+                               layout=W.Layout(width="130px"))
+        self.sampler = W.ToggleButtons(options=list(DenoiseState.SAMPLERS), value=s["sampler"], style={"button_width": "60px"})
+        self.seed = W.IntText(value=s["seed"], description="seed", style=LABEL, layout=W.Layout(width="120px"))
+        self.steps = W.IntSlider(value=s["steps"], min=1, max=100, description="steps", style=LABEL)
+        self.guidance = W.FloatSlider(value=s["guidance"], min=0.0, max=3.0, step=0.25, description="guidance", style=LABEL)
         self.run = W.Button(description="Sample", button_style="primary", icon="play")
         self.status = W.Label("press Sample to run the model")
-        self.position = W.IntSlider(value=0, min=0, max=0, description="step")
-        self.play = W.Play(value=0, min=0, max=0, interval=250)
+        self.position = W.IntSlider(value=0, min=0, max=0, description="step", readout=False, style=LABEL,
+                                    layout=W.Layout(width="320px"))
+        self.play = W.Play(value=0, min=0, max=0, interval=300)
         W.jslink((self.play, "value"), (self.position, "value"))
-        self.context_image = W.Image(format="png")
-        self.image = W.Image(format="png")
-        self.schedule = W.Image(format="png")
+        self.step_label = W.HTML()
+        self.context_image, self.image, self.schedule = image_slot(), image_slot(), image_slot(pixels=False)
         for control in (self.clip, self.sampler, self.steps, self.guidance, self.seed):
             control.observe(self._on_setting, names="value")
         self.run.on_click(self._on_run)
         self.position.observe(self._on_position, names="value")
+        self._layout(
+            controls=[W.HBox([self.clip, labelled("sampler", self.sampler), self.seed]), W.HBox([self.steps, self.guidance]),
+                      W.HBox([self.run, self.status])],
+            before=[W.HTML("<b>context</b>: the given frames"), self.context_image],
+            results=[W.HBox([self.play, self.position, self.step_label]),
+                     W.HBox([W.VBox([W.HTML("<b>top</b>: noisy x<sub>t</sub> of each generated frame, "
+                                            "<b>bottom</b>: the model's guess of the clean x<sub>0</sub>"), self.image]),
+                             self.schedule], layout=W.Layout(flex_flow="row wrap", align_items="flex-end"))],
+        )
         self._show_context()
-        self.widget = W.VBox([
-            W.HBox([self.clip, self.sampler]),
-            W.HBox([self.steps, self.guidance, self.seed]),
-            W.HBox([self.run, self.status]),
-            W.HTML("<b>context</b> (given frames)"), self.context_image,
-            W.HBox([self.play, self.position]),
-            W.HBox([W.VBox([W.HTML("<b>top</b>: noisy x<sub>t</sub> &nbsp; <b>bottom</b>: predicted x<sub>0</sub>"), self.image]),
-                    self.schedule]),
-        ])
 
     def _show_context(self):
-        s = self.state
-        clip = s.clips[s.settings["clip"], : s.context]
-        self.context_image.value = png_bytes(viz.tile(clip[:, None], gap=2)[0, ..., 0], scale=1)
+        show_png(self.context_image, png_bytes(self.state.context_strip(), self.zoom))
 
     def _on_setting(self, change=None):
         self.state.update(clip=self.clip.value, sampler=self.sampler.value, steps=self.steps.value,
                           guidance=float(self.guidance.value), seed=int(self.seed.value))
         self._show_context()
         if self.state.trace is not None:  # cached: show at once
-            self._refresh(reset=True)
+            self._refresh()
         else:
-            self.status.value = "settings changed: press Sample"
+            self._mark_stale()
 
     def _on_run(self, button=None):
-        self.status.value = "sampling..."
-        self.state.sample()
-        self.status.value = f"{self.state.settings['steps']} {self.state.settings['sampler'].upper()} steps (cached)"
-        self._refresh(reset=True)
+        if self._work("sampling...", lambda: self.state.sample(progress=True)):
+            self._refresh()
 
-    def _refresh(self, reset: bool = False):
-        n = self.state.num_positions()
-        if reset:
-            self.position.max = self.play.max = n - 1
-            self.position.value = 0
-        self._on_position()
+    def _refresh(self):
+        """Show the current trajectory, opened at its end: the clean sample."""
+        s = self.state.settings
+        self.status.value = f"{s['steps']} {s['sampler'].upper()} steps (cached): drag the step slider or press play"
+        last = self.state.num_positions() - 1
+        self.position.max = self.play.max = last
+        if self.position.value == last:
+            self._on_position()
+        else:
+            self.position.value = last  # observed: draws the step
+        self._show_results()
 
     def _on_position(self, change=None):
         if self.state.trace is None:
             return
         self.state.step = self.position.value
-        self.image.value = png_bytes(self.state.strip(), scale=1)
-        self.schedule.value = self.state.schedule_png()
+        self.step_label.value = self.state.step_label()
+        show_png(self.image, png_bytes(self.state.strip(), self.zoom))
+        show_png(self.schedule, self.state.schedule_png())
 
-    def show(self):
-        from IPython.display import display
-
-        display(self.widget)
-        return self
-
-    def _ipython_display_(self):
-        self.show()
+    def _preview_parts(self):
+        parts = [("context: the given frames", self.context_image.value)]
+        if self.state.trace is not None:
+            parts += [(f"{self.state.step_label()}   top: noisy x_t, bottom: predicted x0", self.image.value),
+                      ("", self.schedule.value)]
+        return parts

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from minivid import data, rollouts, viz
-from minivid.widgets.denoise import figure_png
 from minivid.widgets.methods import MethodsState, MethodsView
+from minivid.widgets.view import LABEL, figure_png, image_slot, show_png
 
 
 class ErrorAccumulationState(MethodsState):
@@ -45,18 +45,15 @@ class ErrorAccumulationState(MethodsState):
         """(1, context + horizon, 1, 64, 64): the test clip, as long as the horizon needs."""
         return rollouts.true_clip(self.settings["clip"], self.context + self.settings["horizon"])
 
-    def run(self, progress: bool = False) -> dict[str, torch.Tensor]:
-        """Every method's rollout for the current settings, (1, horizon, 1, 64, 64) each; cached."""
-        truth = self.truth()
-        out = {}
-        for name, model in self.models.items():
-            key = self.key(name)
-            if key not in self.cache:
-                self.cache[key] = rollouts.rollout(model, truth[:, : self.context], self.settings["horizon"],
-                                                   seed=self.settings["seed"], progress=progress, **self.kwargs(name))
-                self.runs += 1
-            out[name] = self.cache[key]
-        return out
+    def result(self, name: str, progress: bool = False) -> torch.Tensor:
+        """This method's rollout for the current settings, (1, horizon, 1, 64, 64); cached."""
+        key = self.key(name)
+        if key not in self.cache:
+            context = self.truth()[:, : self.context]
+            self.cache[key] = rollouts.rollout(self.models[name], context, self.settings["horizon"],
+                                               seed=self.settings["seed"], progress=progress, **self.kwargs(name))
+            self.runs += 1
+        return self.cache[key]
 
     def curves(self) -> dict[str, dict[str, torch.Tensor]]:
         """{measure: {method: (horizon,) values}} for the current settings."""
@@ -68,7 +65,7 @@ class ErrorAccumulationState(MethodsState):
         from matplotlib.figure import Figure
 
         curves = self.curves()
-        fig = Figure(figsize=(8.0, 2.8), dpi=72)
+        fig = Figure(figsize=(8.0, 2.8), dpi=80)
         ax_mse, ax_ink = fig.subplots(1, 2)
         viz.plot_per_frame(curves["mse"], "MSE per frame", ax=ax_mse)
         viz.plot_per_frame(curves["ink_ratio"], "ink ratio (generated / true)", ax=ax_ink)
@@ -85,34 +82,39 @@ class ErrorAccumulationState(MethodsState):
 
 
 class ErrorAccumulation(MethodsView):
-    """The ipywidgets front end of `ErrorAccumulationState`."""
+    """The ipywidgets front end of `ErrorAccumulationState`. zoom: integer scale of the videos (1 = natural size)."""
 
-    def __init__(self, models: dict, num_clips: int = 8, max_horizon: int = 120):
+    title = "ErrorAccumulation"
+    verb = "rolling out"
+
+    def __init__(self, models: dict, num_clips: int = 8, max_horizon: int = 120, zoom: int = 2):
         import ipywidgets as W
 
         self.state = ErrorAccumulationState(models, max_horizon=max_horizon)
         s = self.state.settings
-        self.clip = W.Dropdown(options=list(range(num_clips)), value=s["clip"], description="test clip")
-        self.horizon = W.IntSlider(value=s["horizon"], min=10, max=max_horizon, step=10, description="horizon")
-        self.seed = W.IntText(value=s["seed"], description="seed")
-        self.steps = W.IntSlider(value=s["steps"], min=1, max=50, description="steps")
-        self.temperature = W.FloatSlider(value=s["temperature"], min=0.1, max=2.0, step=0.1, description="temperature")
-        self.context_noise = W.IntSlider(value=s["context_noise"], min=0, max=300, step=25, description="context noise")
-        self.schedule = W.Dropdown(options=["pyramid", "synchronous", "autoregressive"], value=s["schedule"], description="schedule")
+        short = W.Layout(width="130px")
+        self.clip = W.Dropdown(options=list(range(num_clips)), value=s["clip"], description="test clip", style=LABEL, layout=short)
+        self.horizon = W.IntSlider(value=s["horizon"], min=10, max=max_horizon, step=10, description="horizon (frames)", style=LABEL)
+        self.seed = W.IntText(value=s["seed"], description="seed", style=LABEL, layout=short)
+        self.steps = W.IntSlider(value=s["steps"], min=1, max=50, description="steps", style=LABEL)
+        self.temperature = W.FloatSlider(value=s["temperature"], min=0.1, max=2.0, step=0.1, description="temperature", style=LABEL)
+        self.context_noise = W.IntSlider(value=s["context_noise"], min=0, max=300, step=25, description="context noise", style=LABEL)
+        self.schedule = W.Dropdown(options=["pyramid", "synchronous", "autoregressive"], value=s["schedule"],
+                                   description="schedule", style=LABEL, layout=W.Layout(width="220px"))
         self.run = W.Button(description="Roll out", button_style="primary", icon="play")
         self.status = W.Label("press Roll out (a 60-frame rollout takes tens of seconds per method on a CPU)")
-        self.plot = W.Image(format="png")
-        self.movies = W.Output()
+        self.plot = image_slot(pixels=False)
         controls = (self.clip, self.horizon, self.seed, self.steps, self.temperature, self.context_noise, self.schedule)
-        rows = self._wire(controls, [self.clip, self.horizon, self.seed], fps=8)
-        self.widget = W.VBox([*rows, self.plot, self.movies])
-
-    def _on_run(self, button=None):
-        self.status.value = "rolling out..."
-        self.state.run(progress=True)
-        self._refresh()
+        rows = self._wire(controls, [self.clip, self.horizon, self.seed], fps=8, zoom=zoom)
+        self._layout(controls=rows, before=[], results=[self.plot, self.movies])
 
     def _refresh(self):
         self.status.value = f"{self.state.settings['horizon']} frames per method (cached)"
-        self.plot.value = self.state.figure_png()
+        show_png(self.plot, self.state.figure_png())
         self._play()
+        self._show_results()
+
+    def _preview_parts(self):
+        if not self.state.done():
+            return []
+        return [("", self.plot.value), *self._video_parts(every=max(1, self.state.settings["horizon"] // 10))]

@@ -11,6 +11,8 @@ import inspect
 
 import torch
 
+from minivid.widgets.view import WidgetView, check_zoom, frames_strip, png_bytes
+
 
 class MethodsState:
     """Models, settings, a per-method cache. Subclasses set KNOBS (generate keywords) and FIXED (settings every method uses)."""
@@ -51,6 +53,14 @@ class MethodsState:
     def check(self, settings: dict):
         """Subclasses: raise ValueError for settings of their own that are out of range."""
 
+    def result(self, name: str, progress: bool = False):
+        """Subclasses: one method's result for the current settings, from the cache or computed (and cached)."""
+        raise NotImplementedError
+
+    def run(self, progress: bool = False) -> dict:
+        """{method: result} for the current settings, each from the cache or computed."""
+        return {name: self.result(name, progress) for name in self.models}
+
 
 # sampling knobs several widgets share: (test passed by a valid value, what is expected)
 KNOB_RANGES = {"steps": (lambda v: v >= 1, ">= 1"), "temperature": (lambda v: v > 0, "> 0"),
@@ -67,19 +77,22 @@ def check_settings(current: dict, settings: dict) -> None:
             raise ValueError(f"{name} must be {expected}, got {settings[name]}")
 
 
-class MethodsView:
-    """The shared front-end parts: observe the controls, lay out the knobs some method takes, play the videos."""
+class MethodsView(WidgetView):
+    """The shared front-end parts: observe the controls, lay out the knobs some method takes, run method by
+    method with the progress inside the widget, play the videos at an integer zoom."""
 
-    def _wire(self, controls, top, fps: float):
+    def _wire(self, controls, top, fps: float, zoom: int):
+        import ipywidgets as W
+
         for control in controls:
             control.observe(self._on_setting, names="value")
         self.run.on_click(self._on_run)
-        import ipywidgets as W
-
         used = {k for name in self.state.models for k in self.state.accepted(name)}
         knobs = [getattr(self, k) for k in self.state.KNOBS if k in used]  # show only the knobs some method takes
-        self.fps = fps
-        return W.HBox(top), W.HBox(knobs), W.HBox([self.run, self.status])
+        self.fps, self.zoom = fps, check_zoom(zoom)
+        self.movies = W.Output()
+        self.movies.add_class("minivid-pixels")
+        return [W.HBox(top), W.HBox(knobs, layout=W.Layout(flex_flow="row wrap")), W.HBox([self.run, self.status])]
 
     def _on_setting(self, change=None):
         # every setting has a control of the same name; cast its value to the setting's type
@@ -87,17 +100,27 @@ class MethodsView:
         if self.state.done():
             self._refresh()
         else:
-            self.status.value = f"settings changed: press {self.run.description}"
+            self._mark_stale()
+
+    def _on_run(self, button=None):
+        names = list(self.state.models)
+
+        def each_method():
+            for i, name in enumerate(names):
+                self.status.value = f"{self.verb} {name} ({i + 1} of {len(names)})..."
+                self.state.result(name, progress=True)
+
+        if self._work(f"{self.verb}...", each_method):
+            self._refresh()
 
     def _play(self):
         from minivid import viz
 
         self.movies.clear_output(wait=True)
         with self.movies:
-            viz.show_videos(self.state.videos(), width=96, fps=self.fps, codec="gif")
+            viz.show_videos(self.state.videos(), width=64 * self.zoom, fps=self.fps, codec="gif")
 
-    def show(self):
-        from IPython.display import display
-
-        display(self.widget)
-        return self
+    def _video_parts(self, every: int = 1) -> list[tuple[str, bytes]]:
+        """Still strips of the videos for `preview()`: every n-th frame of each, at natural size (ten fit a page)."""
+        return [(title if every == 1 else f"{title}: frames 1, {1 + every}, {1 + 2 * every}, ...", png_bytes(frames_strip(video, every)))
+                for title, video in self.state.videos().items()]

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from minivid import data, viz
-from minivid.widgets.denoise import figure_png, png_bytes
+from minivid import data
 from minivid.widgets.methods import check_settings
+from minivid.widgets.view import LABEL, WidgetView, check_zoom, figure_png, frames_strip, image_slot, labelled, png_bytes, show_png
 
 
 class TokenRolloutState:
@@ -104,10 +104,17 @@ class TokenRolloutState:
         return frames
 
     def strip(self, position: int | None = None) -> np.ndarray:
-        """uint8 image: the last context frame, then the generated frames at this step."""
+        """uint8 image: the last context frame, then the generated frames at this step, all at one scale."""
         last = self.clips[self.settings["clip"], self.context - 1 : self.context]
-        frames = torch.cat([last, self.frames_at(position)])
-        return viz.tile(frames[:, None], gap=2)[0, ..., 0]
+        return frames_strip(torch.cat([last, self.frames_at(position)]))
+
+    def step_label(self, position: int | None = None) -> str:
+        """Where this step is: which frame, which token (sequential) or iteration (parallel)."""
+        frame, _ = self.grid_at(position)
+        r = self.sample()
+        step = r["positions"][self.position if position is None else position][1]
+        unit = "token" if self.settings["decoding"] == "sequential" else "iteration"
+        return f"frame {frame + 1}/{self.num_frames}, {unit} {step + 1}/{len(r['trace']['steps'][frame])}"
 
     def panels_png(self, position: int | None = None, heatmap: str = "entropy") -> bytes:
         """Token grid with decoding order, and a heatmap of entropy or chosen-token probability."""
@@ -119,13 +126,13 @@ class TokenRolloutState:
         drawn = grid >= 0
         order = self.order(frame)
         values = self.sample()["trace"][heatmap][0, frame].float()
-        fig = Figure(figsize=(6.0, 2.6), dpi=72)
+        fig = Figure(figsize=(7.2, 3.3), dpi=80)
         ax_order, ax_heat = fig.subplots(1, 2)
         shown = np.where(drawn.numpy(), order.numpy(), np.nan)
         ax_order.imshow(shown, cmap="viridis", vmin=0, vmax=max(1, int(order.max())))
         for (r, c), value in np.ndenumerate(grid.numpy()):
             if value >= 0:
-                ax_order.text(c, r, str(value), ha="center", va="center", fontsize=5, color="white")
+                ax_order.text(c, r, str(value), ha="center", va="center", fontsize=7, color="white")
         ax_order.set_title(f"frame {frame + 1}: token ids (colour = step fixed)", fontsize=8)
         im = ax_heat.imshow(np.where(drawn.numpy(), values.numpy(), np.nan), cmap="magma",
                             vmin=0, vmax=float(values.max()) if heatmap == "entropy" else 1.0)
@@ -137,74 +144,84 @@ class TokenRolloutState:
         return figure_png(fig)
 
 
-class TokenRollout:
-    """The ipywidgets front end of `TokenRolloutState`."""
+class TokenRollout(WidgetView):
+    """The ipywidgets front end of `TokenRolloutState`. zoom: integer scale of the 64-pixel frames (1 = natural size)."""
 
-    def __init__(self, model, num_clips: int = 8, num_frames: int = 3):
+    title = "TokenRollout"
+
+    def __init__(self, model, num_clips: int = 8, num_frames: int = 3, zoom: int = 2):
         import ipywidgets as W
 
+        self.zoom = check_zoom(zoom)
         self.state = TokenRolloutState(model, num_clips=num_clips, num_frames=num_frames)
         s = self.state.settings
-        self.clip = W.Dropdown(options=list(range(num_clips)), value=s["clip"], description="test clip")
-        self.temperature = W.FloatSlider(value=s["temperature"], min=0.1, max=2.0, step=0.1, description="temperature")
-        self.top_k = W.IntSlider(value=s["top_k"], min=0, max=64, description="top-k (0 off)")
-        self.seed = W.IntText(value=s["seed"], description="seed")
-        self.decoding = W.ToggleButtons(options=list(TokenRolloutState.DECODINGS), value=s["decoding"], description="order")
-        self.iterations = W.IntSlider(value=s["iterations"], min=1, max=16, description="iterations")
-        self.heatmap = W.ToggleButtons(options=list(TokenRolloutState.HEATMAPS), value="entropy", description="heatmap")
+        short = W.Layout(width="130px")
+        self.clip = W.Dropdown(options=list(range(num_clips)), value=s["clip"], description="test clip", style=LABEL, layout=short)
+        self.seed = W.IntText(value=s["seed"], description="seed", style=LABEL, layout=short)
+        self.decoding = W.ToggleButtons(options=list(TokenRolloutState.DECODINGS), value=s["decoding"], style={"button_width": "90px"})
+        self.iterations = W.IntSlider(value=s["iterations"], min=1, max=16, description="iterations", style=LABEL,
+                                      disabled=s["decoding"] == "sequential")
+        slider = W.Layout(width="270px")
+        self.temperature = W.FloatSlider(value=s["temperature"], min=0.1, max=2.0, step=0.1, description="temperature", style=LABEL,
+                                         layout=slider)
+        self.top_k = W.IntSlider(value=s["top_k"], min=0, max=64, description="top-k (0 = off)", style=LABEL, layout=slider)
+        self.heatmap = W.ToggleButtons(options=list(TokenRolloutState.HEATMAPS), value="entropy", style={"button_width": "80px"})
         self.run = W.Button(description="Sample", button_style="primary", icon="play")
         self.status = W.Label("press Sample to run the model")
-        self.position = W.IntSlider(value=0, min=0, max=0, description="step")
-        self.play = W.Play(value=0, min=0, max=0, interval=100)
+        self.position = W.IntSlider(value=0, min=0, max=0, description="step", readout=False, style=LABEL,
+                                    layout=W.Layout(width="360px"))
+        self.play = W.Play(value=0, min=0, max=0, interval=60)
         W.jslink((self.play, "value"), (self.position, "value"))
-        self.frames = W.Image(format="png")
-        self.panels = W.Image(format="png")
+        self.step_label = W.HTML()
+        self.frames, self.panels = image_slot(), image_slot(pixels=False)
         for control in (self.clip, self.temperature, self.top_k, self.seed, self.decoding, self.iterations):
             control.observe(self._on_setting, names="value")
         self.heatmap.observe(self._on_position, names="value")
         self.run.on_click(self._on_run)
         self.position.observe(self._on_position, names="value")
-        self.widget = W.VBox([
-            W.HBox([self.clip, self.seed]),
-            W.HBox([self.temperature, self.top_k]),
-            W.HBox([self.decoding, self.iterations]),
-            W.HBox([self.run, self.status]),
-            W.HBox([self.play, self.position, self.heatmap]),
-            W.HTML("<b>last context frame, then the generated frames</b> (the current one decoded from the tokens drawn so far)"),
-            self.frames, self.panels,
-        ])
+        self._layout(
+            controls=[W.HBox([self.clip, self.seed, labelled("order", self.decoding), self.iterations]),
+                      W.HBox([self.temperature, self.top_k, labelled("heatmap", self.heatmap)]), W.HBox([self.run, self.status])],
+            before=[],
+            results=[W.HBox([self.play, self.position, self.step_label]),
+                     W.HTML("<b>last context frame, then the generated frames</b> (the current one decoded from the tokens drawn so far)"),
+                     self.frames, self.panels],
+        )
 
     def _on_setting(self, change=None):
+        self.iterations.disabled = self.decoding.value == "sequential"  # only parallel decoding iterates
         self.state.update(clip=self.clip.value, temperature=float(self.temperature.value), top_k=int(self.top_k.value),
                           seed=int(self.seed.value), decoding=self.decoding.value, iterations=int(self.iterations.value))
         if self.state.rollout is not None:
             self._refresh()
         else:
-            self.status.value = "settings changed: press Sample"
+            self._mark_stale()
 
     def _on_run(self, button=None):
-        self.status.value = "sampling..."
-        self.state.sample()
-        self.status.value = f"{self.state.num_positions()} decoding steps for {self.state.num_frames} frames (cached)"
-        self._refresh()
+        if self._work("sampling...", lambda: self.state.sample(progress=True)):
+            self._refresh()
 
     def _refresh(self):
-        self.position.max = self.play.max = self.state.num_positions() - 1
-        self.position.value = 0
-        self._on_position()
+        """Show the current rollout, opened at its last step: the finished frames (press play to watch it fill in)."""
+        self.status.value = f"{self.state.num_positions()} decoding steps for {self.state.num_frames} frames (cached)"
+        last = self.state.num_positions() - 1
+        self.position.max = self.play.max = last
+        if self.position.value == last:
+            self._on_position()
+        else:
+            self.position.value = last  # observed: draws the step
+        self._show_results()
 
     def _on_position(self, change=None):
         if self.state.rollout is None:
             return
         self.state.position = self.position.value
-        self.frames.value = png_bytes(self.state.strip(), scale=2)
-        self.panels.value = self.state.panels_png(heatmap=self.heatmap.value)
+        self.step_label.value = self.state.step_label()
+        show_png(self.frames, png_bytes(self.state.strip(), self.zoom))
+        show_png(self.panels, self.state.panels_png(heatmap=self.heatmap.value))
 
-    def show(self):
-        from IPython.display import display
-
-        display(self.widget)
-        return self
-
-    def _ipython_display_(self):
-        self.show()
+    def _preview_parts(self):
+        if self.state.rollout is None:
+            return []
+        return [(f"{self.state.step_label()}: last context frame, then the generated frames", self.frames.value),
+                ("", self.panels.value)]
