@@ -176,13 +176,7 @@ class DenoiseExplorer(WidgetView):
         """Show the current trajectory, opened at its end: the clean sample."""
         s = self.state.settings
         self.status.value = f"{s['steps']} {s['sampler'].upper()} steps (cached): drag the step slider or press play"
-        last = self.state.num_positions() - 1
-        self.position.max = self.play.max = last
-        if self.position.value == last:
-            self._on_position()
-        else:
-            self.position.value = last  # observed: draws the step
-        self._show_results()
+        self._open_at(self.state.num_positions() - 1)
 
     def _on_position(self, change=None):
         if self.state.trace is None:

@@ -204,13 +204,7 @@ class TokenRollout(WidgetView):
     def _refresh(self):
         """Show the current rollout, opened at its last step: the finished frames (press play to watch it fill in)."""
         self.status.value = f"{self.state.num_positions()} decoding steps for {self.state.num_frames} frames (cached)"
-        last = self.state.num_positions() - 1
-        self.position.max = self.play.max = last
-        if self.position.value == last:
-            self._on_position()
-        else:
-            self.position.value = last  # observed: draws the step
-        self._show_results()
+        self._open_at(self.state.num_positions() - 1)
 
     def _on_position(self, change=None):
         if self.state.rollout is None:

@@ -186,6 +186,15 @@ class WidgetView:
             self.progress.clear_output()
         return not self.failed
 
+    def _open_at(self, last: int):
+        """Set the step slider (and play button) to end at `last`, draw that step, and show the results."""
+        self.position.max = self.play.max = last
+        if self.position.value == last:
+            self._on_position()
+        else:
+            self.position.value = last  # observed: draws the step
+        self._show_results()
+
     def _show_results(self):
         self.results.layout.display = None
         self.results.remove_class(STALE)
