@@ -193,7 +193,7 @@ class Trainer:
                 self._preview()
             if self.out_dir is not None and self.step % c.checkpoint_every == 0:
                 self.save()
-            if c.max_minutes is not None and time.perf_counter() - start > 60 * c.max_minutes:
+            if c.max_minutes is not None and self._all_agree(time.perf_counter() - start > 60 * c.max_minutes):
                 bar.write(f"stopping at step {self.step}: max_minutes={c.max_minutes} reached")
                 break
         bar.close()
@@ -203,6 +203,16 @@ class Trainer:
         self.seconds = time.perf_counter() - start
         self.clips_per_second = (self.step - start_step) * c.batch_size / max(self.seconds, 1e-9)  # the whole job's
         return self.history
+
+    def _all_agree(self, flag: bool) -> bool:
+        """True if `flag` is true on any rank, so that every rank stops at the same step (no hang in DDP)."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        value = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value)
 
     def _planned_steps(self, seconds_left: float, timed_steps: int, clock: float) -> int:
         """How many steps fit in the time left, at the rate of the last `timed_steps` (agreed by all ranks)."""
