@@ -71,7 +71,7 @@ def with_overrides(config, args):
     import dataclasses
 
     pairs = getattr(args, "set", None) or []
-    names = {f.name: f for f in dataclasses.fields(config)}
+    names = {f.name for f in dataclasses.fields(config)}
     changes = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -84,7 +84,8 @@ def with_overrides(config, args):
         old = getattr(config, name)
         if isinstance(old, tuple) and isinstance(value, (list, tuple, int)):
             value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        if isinstance(old, bool) != isinstance(value, bool) or not isinstance(value, type(old) if not isinstance(old, float) else (int, float)):
+        expected = (int, float) if isinstance(old, float) else type(old)  # 5 is fine where 5.0 is expected
+        if isinstance(old, bool) != isinstance(value, bool) or not isinstance(value, expected):
             raise ValueError(f"--set {name}: expected a value like {old!r}, got {text!r}")
         changes[name] = value
     return dataclasses.replace(config, **changes)

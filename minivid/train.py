@@ -197,7 +197,8 @@ class Trainer:
                 bar.write(f"stopping at step {self.step}: max_minutes={c.max_minutes} reached")
                 break
         bar.close()
-        self.steps = self.step if self.step < self.steps and c.minutes is not None else self.steps
+        if c.minutes is not None:  # a budgeted run that stopped early records the steps it made
+            self.steps = min(self.steps, self.step)
         if self.out_dir is not None:
             self.save()
         self.seconds = time.perf_counter() - start
