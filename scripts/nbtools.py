@@ -2,7 +2,10 @@
 
     python scripts/nbtools.py run notebooks/00_tour.ipynb    # re-execute a stored notebook top to bottom
 
-Outputs are stored so the notebooks read well on GitHub; `pytest --nbval-lax` re-runs them.
+Outputs are stored so the notebooks read well on GitHub; `pytest --nbval-lax` re-runs them. Live widgets are not
+stored: a stored widget view points at a widget model that no longer exists once the kernel is gone, and JupyterLab
+then reports "widget model not found". Each widget cell keeps its one-line text instead, and the cell after it stores
+the widget's `preview()` picture.
 """
 
 import sys
@@ -10,6 +13,9 @@ import time
 
 import nbformat
 from nbclient import NotebookClient
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def build(path, cells):
@@ -29,6 +35,9 @@ def run(path, timeout=600):
     seconds = time.perf_counter() - start
     for cell in nb.cells:  # stable ids keep diffs small
         cell.get("metadata", {}).pop("execution", None)
+        for output in cell.get("outputs", []):
+            output.get("data", {}).pop(WIDGET_VIEW, None)
+    nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     print(f"{path}: executed in {seconds:.0f} s")
     return seconds
