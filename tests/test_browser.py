@@ -208,3 +208,27 @@ def test_denoise_explorer_in_jupyterlab(browser, tmp_path):
         raise
     finally:
         lab.stop()
+
+
+def test_stored_notebook_opens_without_widget_errors(browser, tmp_path):
+    """A stored tutorial notebook, opened as a learner first meets it: no widget errors, the widget previews show."""
+    source = Path(__file__).resolve().parent.parent / "notebooks" / "06_compare_methods.ipynb"
+    shutil.copy(source, tmp_path / source.name)
+    lab = JupyterLab(tmp_path)
+    errors: list[str] = []
+    page = None
+    try:
+        page = open_notebook(browser, lab, source.name, errors)
+        notebook = page.locator(".jp-Notebook")
+        notebook.get_by_text("Compare widget (run the notebook to use it").first.wait_for(state="attached", timeout=30_000)
+        previews = page.locator(".jp-OutputArea-output[data-mime-type='image/png'] img")
+        assert previews.count() >= 2  # the figures and the widgets' stored pictures
+        page.wait_for_timeout(2_000)  # a stored widget view would fail about now, once the widget manager looks
+        assert widget_errors(page, errors) == []
+    except Exception:
+        if page is not None:
+            page.screenshot(path=tmp_path / "failure.png")
+            print(f"the page at the failure: {tmp_path / 'failure.png'}; JupyterLab's log: {tmp_path / '.jupyterlab.log'}")
+        raise
+    finally:
+        lab.stop()
