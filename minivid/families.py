@@ -62,6 +62,7 @@ FAMILIES: dict[str, Family] = {
     "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 3_000, 256, 1e-3, generates=False),
     "autoregressive": Family("autoregressive", "minivid.autoregressive", "small", 6_000, 32, 5e-4),
     "hybrid": Family("hybrid", "minivid.hybrid", "small", 6_000, 64, 3e-4),
+    "dit": Family("dit", "minivid.dit_video", "small", 20_000, 64, 3e-4),
 }
 
 
