@@ -165,7 +165,7 @@ def resolve(spec: str, device="cpu"):
 
 
 def pretrained(name: str, device="cpu"):
-    """A shipped pretrained model, verified by hash, in eval mode: 'diffusion', 'vqvae', 'autoregressive', 'hybrid'."""
+    """A shipped pretrained model, verified by hash, in eval mode: 'diffusion', 'vqvae', 'autoregressive', 'hybrid', ... (`available()`)."""
     info = manifest(name)
     with resources.as_file(resources.files(WEIGHTS_PACKAGE).joinpath(info["file"])) as path:
         return load(path, family=info["family"], expected_sha256=info["sha256"], device=device)

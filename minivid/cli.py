@@ -67,8 +67,8 @@ def _add_family_commands(sub):
                    help="autoregressive only: each clip's input tokens are replaced by random ones at a rate drawn "
                         "from [0, this) in training, so the model learns to continue from imperfect tokens")
     p.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
-                   help="diffusion and hybrid: change a field of the preset's Config, e.g. --set spacetime=True "
-                        "(repeatable; continuing from weights without the new layers adds them at zero)")
+                   help="diffusion, hybrid, dit and judge: change a field of the preset's Config, e.g. --set "
+                        "spacetime=True (repeatable; continuing from weights without the new layers adds them at zero)")
     p.add_argument("--export", default=None, help="after training, write a shippable weights file here")
     p.set_defaults(func=_run_train)
 
@@ -140,10 +140,13 @@ def _add_evaluate(sub):
     p.add_argument("--samples", type=int, default=0, help="also score the mean and the best of this many samples per clip")
     p.add_argument("--schedules", action="store_true", help="hybrid: every inference schedule, and long rollouts")
     p.add_argument("--rollout-clips", type=int, default=32, help="with --schedules: clips rolled out to 60 frames")
+    p.add_argument("--judge", default=None, help="dit: instead of the protocol, text faithfulness as this judge export "
+                   "(or pretrained:judge) sees it, at each --guidance and without captions")
+    p.add_argument("--guidance", default="0,1,3,5", help="with --judge: guidance scales, e.g. 0,1,3,5")
     p.set_defaults(func=_run_evaluate)
 
     p = sub.add_parser("recipe", help="the commands that trained a shipped model, in order, from its manifest")
-    p.add_argument("name", help="diffusion, vqvae, autoregressive or hybrid")
+    p.add_argument("name", help="a shipped model: diffusion, vqvae, autoregressive, hybrid, ...")
     p.set_defaults(func=_run_recipe)
 
 

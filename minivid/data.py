@@ -13,6 +13,11 @@ Where the model code names axes, this file does too: ``b t c h w`` (batch, time,
 width); ``d`` is the digit (or object) index within a clip.
 
 Videos are float32 in [0, 1], shaped (b, t, c, h, w), as DESIGN.md asks of every public tensor.
+
+The generator also knows what it drew: `clip_labels` reads each digit's class, initial direction,
+bounces and the clip's speed off the same random numbers, and ``moving_mnist(..., captions=True)``
+returns a caption per clip made from them ("a 3 moving down-left and a 7 moving right";
+`minivid/captions.py`).
 """
 
 from __future__ import annotations
@@ -104,8 +109,8 @@ def _load_mnist_offline(split: str):
         datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
 
 
-def _full_mnist(split: str) -> np.ndarray:
-    """All of MNIST's `split` through `datasets`, if it is cached or reachable; else a clear error.
+def _full_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """All of MNIST's `split` through `datasets` as (images, labels), if cached or reachable; else a clear error.
 
     The cache is tried first with the network off; the Hub only when it answers a quick probe, so
     a machine without network gets its answer in seconds rather than after minutes of retries.
@@ -130,25 +135,29 @@ def _full_mnist(split: str) -> np.ndarray:
                 "digits='full' could not download MNIST from the Hugging Face Hub. Use digits='shipped' "
                 f"(5,000 digits inside minivid, offline) or digits='auto'. ({type(exc).__name__}: {exc})"
             ) from exc
-    return np.stack([np.asarray(img, dtype=np.uint8) for img in ds["image"]])
+    images = np.stack([np.asarray(img, dtype=np.uint8) for img in ds["image"]])
+    return images, np.asarray(ds["label"], dtype=np.int64)
 
 
 @lru_cache(maxsize=8)
-def _digit_pool_cpu(split: str, source: str) -> torch.Tensor:
+def _digit_set_cpu(split: str, source: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (n, 28, 28) uint8, labels (n,) int64) of the digit pool named by (split, source)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if source not in DIGIT_SOURCES:
         raise ValueError(f"digits must be one of {DIGIT_SOURCES}, got {source!r}")
     if source in ("full", "auto"):
         try:
-            return torch.from_numpy(_full_mnist(split))
+            images, labels = _full_mnist(split)
+            return torch.from_numpy(images), torch.from_numpy(labels)
         except RuntimeError:
             if source == "full":
                 raise
-    images, _ = _shipped_digits()
+    images, labels = _shipped_digits()
     # Disjoint train / test digit images: every fifth image (100 per class) is held out for test.
-    test = np.arange(len(images)) % 5 == 4
-    return torch.from_numpy(images[test] if split == "test" else images[~test])
+    keep = np.arange(len(images)) % 5 == 4
+    keep = keep if split == "test" else ~keep
+    return torch.from_numpy(images[keep]), torch.from_numpy(labels[keep].astype(np.int64))
 
 
 def digit_pool(split: str = "train", digits: str = "shipped", device=None) -> torch.Tensor:
@@ -158,7 +167,12 @@ def digit_pool(split: str = "train", digits: str = "shipped", device=None) -> to
     test set always uses these), 'full' (all of MNIST through `datasets`; error if unavailable),
     or 'auto' (full when cached or reachable, else shipped).
     """
-    return _digit_pool_cpu(split, digits).to(device)
+    return _digit_set_cpu(split, digits)[0].to(device)
+
+
+def digit_labels(split: str = "train", digits: str = "shipped", device=None) -> torch.Tensor:
+    """The class (0-9) of every image of `digit_pool(split, digits)`, as int64 (n,) on `device`."""
+    return _digit_set_cpu(split, digits)[1].to(device)
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,6 +189,16 @@ def _reflect(u: torch.Tensor) -> torch.Tensor:
 def _per_digit(seed: int, idx: torch.Tensor, num_digits: int, stream: int) -> torch.Tensor:
     """One uniform number per (clip, digit) for random stream `stream` (0..7): (b, d)."""
     return torch.stack([uniform(seed, idx, 8 * j + stream) for j in range(num_digits)], dim=1)
+
+
+def _headings(seed: int, idx: torch.Tensor, num_digits: int) -> torch.Tensor:
+    """Each digit's direction of travel theta in [0, 2*pi), float64 (b, d); velocity = speed * (sin, cos) as (row, col)."""
+    return 2 * math.pi * _per_digit(seed, idx, num_digits, 3).double()
+
+
+def _picks(seed: int, idx: torch.Tensor, num_digits: int, pool_size: int) -> torch.Tensor:
+    """Which image of the digit pool each digit of each clip shows: (b, d) indices."""
+    return (_per_digit(seed, idx, num_digits, 0) * pool_size).long().clamp_max(pool_size - 1)
 
 
 def trajectories(indices, seed: int, num_frames: int, num_digits: int, speed: float, device=None):
@@ -195,7 +219,7 @@ def trajectories(indices, seed: int, num_frames: int, num_digits: int, speed: fl
     # float64 throughout: positions become integer pixel offsets, and float32 sin/cos differ between
     # CPU and CUDA in the last bit, which is enough to move a digit by one pixel now and then.
     start = torch.stack([_per_digit(seed, idx, d, 1), _per_digit(seed, idx, d, 2)], dim=-1).double()  # (b, d, 2)
-    theta = 2 * math.pi * _per_digit(seed, idx, d, 3).double()  # (b, d)
+    theta = _headings(seed, idx, d)  # (b, d)
     velocity = speed * torch.stack([torch.sin(theta), torch.cos(theta)], dim=-1)  # (b, d, 2)
     steps = torch.arange(num_frames, device=idx.device, dtype=torch.float64)  # (t,)
     unfolded = start[:, None] + steps[None, :, None, None] * velocity[:, None]  # (b, t, d, 2)
@@ -265,24 +289,92 @@ def moving_mnist(
     speed: float | tuple = 0.1,
     digits: str = "shipped",
     device=None,
-) -> torch.Tensor:
+    captions: bool = False,
+):
     """Moving MNIST clips number `indices` of the set named by (seed, split): (b, t, 1, size, size).
 
     float32 in [0, 1]. Clip i is the same whichever batch or device it is generated in. `speed` is a
     fraction of the free range per frame (0.1 in the paper), or a range (low, high) drawn per clip.
+    captions=True returns (clips, captions): one sentence per clip made from the generator's own ground
+    truth, e.g. "a 3 moving down-left and a 7 moving right" (see `clip_labels` and `minivid.captions`).
     """
     _check_common(num_frames, num_digits, size, speed)
+    idx = _check_indices(indices, device)
+    pool = digit_pool(split, digits, device=idx.device)  # (n, 28, 28) uint8
+    picks = _picks(seed, idx, num_digits, len(pool))  # (b, d)
+    images = pool[picks].float() / 255.0  # (b, d, 28, 28)
+    # Trajectories are tiny; computing them on the CPU keeps every clip bit-identical across devices.
+    positions, velocities = trajectories(idx.cpu(), seed, num_frames, num_digits, speed)
+    offsets = (positions * (size - DIGIT_SIZE)).long().to(idx.device)  # (b, t, d, 2), int(r * (size - 28)) as in the paper
+    video = render(images, offsets, size)[:, :, None]  # (b, t, 1, h, w)
+    if not captions:
+        return video
+    from minivid.captions import describe_labels
+
+    labels = _labels(seed, idx.cpu(), picks.cpu(), digit_labels(split, digits), velocities)
+    return video, describe_labels(labels)
+
+
+def _check_indices(indices, device) -> torch.Tensor:
     idx = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1)
     if idx.numel() and int(idx.min()) < 0:
         raise ValueError("clip indices must be >= 0")
-    pool = digit_pool(split, digits, device=idx.device)  # (n, 28, 28) uint8
-    picks = (_per_digit(seed, idx, num_digits, 0) * len(pool)).long().clamp_max(len(pool) - 1)  # (b, d)
-    images = pool[picks].float() / 255.0  # (b, d, 28, 28)
-    # Trajectories are tiny; computing them on the CPU keeps every clip bit-identical across devices.
-    positions, _ = trajectories(idx.cpu(), seed, num_frames, num_digits, speed)
-    offsets = (positions * (size - DIGIT_SIZE)).long().to(idx.device)  # (b, t, d, 2), int(r * (size - 28)) as in the paper
-    video = render(images, offsets, size)  # (b, t, h, w)
-    return video[:, :, None]  # (b, t, 1, h, w)
+    return idx
+
+
+# --------------------------------------------------------------------------------------------
+# ground truth for captions: what the generator knows about every clip
+# --------------------------------------------------------------------------------------------
+
+COMPASS_SECTORS = 8  # directions are named in 45-degree sectors: right, up-right, up, ... (minivid.captions)
+
+
+def clip_labels(
+    indices,
+    seed: int = 0,
+    split: str = "train",
+    num_frames: int = 20,
+    num_digits: int = 2,
+    speed: float | tuple = 0.1,
+    digits: str = "shipped",
+) -> dict[str, torch.Tensor]:
+    """What the generator knows about clips `indices` (same arguments as `moving_mnist`), on the CPU.
+
+    Nothing is estimated from pixels: every label is read off the random numbers that made the clip, so
+    it is exact and, like the clip, a pure function of (seed, split, index). Returns a dict of tensors:
+
+        digits      (b, d) int64   each digit's class, 0-9 (the MNIST label of the image it shows)
+        angles      (b, d) float   its initial direction of travel in degrees, counterclockwise as on a
+                                   compass drawn on the screen: 0 = right, 90 = up, 180 = left, 270 = down
+        directions  (b, d) int64   that angle's 45-degree sector: round(angle / 45) mod 8, so 0 = right,
+                                   1 = up-right, 2 = up, ... 7 = down-right (`captions.DIRECTIONS`)
+        bounces     (b, d) int64   how many times it hits a wall within the clip's `num_frames` frames
+        speeds      (b,)   float   the clip's speed, in fractions of the free range per frame
+    """
+    _check_common(num_frames, num_digits, DIGIT_SIZE, speed)
+    idx = _check_indices(indices, "cpu")
+    pool_labels = digit_labels(split, digits)
+    _, velocities = trajectories(idx, seed, num_frames, num_digits, speed)
+    return _labels(seed, idx, _picks(seed, idx, num_digits, len(pool_labels)), pool_labels, velocities)
+
+
+def _labels(seed: int, idx: torch.Tensor, picks: torch.Tensor, pool_labels: torch.Tensor, velocities: torch.Tensor) -> dict:
+    """The labels of `clip_labels` from the pieces `moving_mnist` already has (all on the CPU)."""
+    # The heading theta is measured in image coordinates, where rows grow downwards; a compass on the
+    # screen turns the other way, so the angle a viewer sees is -theta.
+    theta = _headings(seed, idx, picks.shape[1])  # (b, d)
+    angles = torch.remainder(-torch.rad2deg(theta), 360.0)  # (b, d) in [0, 360)
+    sector = 360.0 / COMPASS_SECTORS
+    directions = torch.remainder(torch.round(angles / sector), COMPASS_SECTORS).long()  # (b, d)
+    # A bounce flips one component of the velocity between two frames.
+    flips = (velocities[:, 1:] * velocities[:, :-1]) < 0  # (b, t - 1, d, 2)
+    return {
+        "digits": pool_labels[picks],  # (b, d)
+        "angles": angles.float(),
+        "directions": directions,
+        "bounces": flips.sum(dim=(1, 3)),  # (b, d)
+        "speeds": velocities[:, 0].norm(dim=-1)[:, 0].float(),  # (b,): every digit of a clip has its speed
+    }
 
 
 @dataclass(frozen=True)
@@ -313,9 +405,11 @@ class MovingMNIST(torch.utils.data.Dataset):
             raise IndexError(f"clip index {i} out of range for a set of {self.length}")
         return self.batch([i % self.length])[0]
 
-    def batch(self, indices, device=None) -> torch.Tensor:
+    def batch(self, indices, device=None, captions: bool = False):
+        """Clips `indices` as (b, t, 1, h, w); with captions=True, (clips, captions) as `moving_mnist` gives them."""
         return moving_mnist(
-            indices, self.seed, self.split, self.num_frames, self.num_digits, self.size, self.speed, self.digits, device
+            indices, self.seed, self.split, self.num_frames, self.num_digits, self.size, self.speed, self.digits, device,
+            captions=captions,
         )
 
 
@@ -332,6 +426,7 @@ def training_batch(step: int, batch_size: int, seed: int = 0, device=None, **kwa
     """Batch number `step` of an endless training stream: clips step*batch_size ... on `device`.
 
     Deterministic in (seed, step), so training resumes on exactly the data it would have seen.
+    Keyword arguments go to `moving_mnist` (captions=True makes it return (clips, captions)).
     """
     start = int(step) * int(batch_size)
     idx = torch.arange(start, start + batch_size, device=device)

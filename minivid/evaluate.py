@@ -4,6 +4,8 @@
     minivid evaluate runs/x/diffusion.pt --speeds 0.07,0.13 --samples 8  # other speeds; mean and best of 8
     minivid evaluate runs/x/hybrid.pt --schedules                        # every inference schedule, long rollouts
     minivid evaluate runs/x/vqvae.pt                                     # a tokenizer: reconstruction, codebook use
+    minivid evaluate runs/x/judge.pt --clips 2000                        # the judge on real clips
+    minivid evaluate runs/x/dit.pt --judge runs/x/judge.pt --guidance 0,1,3,5   # text faithfulness
 
 Each result goes into the manifest beside the weights (`checkpoints.record_metrics`, which re-reads the
 manifest just before writing, so several evaluations of one file may run side by side). The weights
@@ -18,7 +20,7 @@ import time
 
 import torch
 
-from minivid import bench, checkpoints, data, metrics, rollouts
+from minivid import bench, checkpoints, data, judge, metrics, rollouts
 
 # (label, generate keyword arguments) for the hybrid: full-sequence diffusion at several step counts,
 # pyramids, and fully autoregressive
@@ -91,6 +93,32 @@ def hybrid_schedules(model, clips: int, batch_size: int, device, rollout_clips: 
     return table, noise_rows
 
 
+def text_faithfulness(model, judge_model, guidances: list[float], clips: int, batch_size: int, kwargs: dict) -> list[dict]:
+    """`judge.faithfulness` at each guidance scale, then without captions (the baseline chance gives)."""
+    print(f"{clips} captions of test clips, generated from nothing; judged on their first "
+          f"{judge_model.config.num_frames} frames")
+    print(f"{'guidance':>10s} {'faithful':>9s} {'digits':>7s} {'directions':>11s} {'s/clip':>7s}")
+    rows = []
+    for guidance in [*guidances, None]:
+        row = judge.faithfulness(model, judge_model, num_clips=clips, guidance=guidance or 0.0,
+                                 conditional=guidance is not None, batch_size=batch_size, **kwargs)
+        rows.append(row)
+        label = "no caption" if guidance is None else f"{guidance:g}"
+        print(f"{label:>10s} {row['faithful']:9.3f} {row['digits']:7.3f} {row['directions']:11.3f} "
+              f"{row['seconds'] / clips:7.2f}")
+    return rows
+
+
+def _numbers(text: str, flag: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} expects numbers separated by commas, e.g. 0,1,3,5; got {text!r}") from None
+    if any(v < 0 for v in values):
+        raise ValueError(f"{flag} values must be >= 0, got {text!r}")
+    return values
+
+
 def _speeds(text: str) -> list[float]:
     try:
         speeds = [float(v) for v in text.split(",") if v.strip()]
@@ -113,6 +141,22 @@ def run_cli(args) -> int:
         result = tokenizer_report(model, data.standard_test_set(args.clips), batch_size=args.batch_size)
         checkpoints.record_metrics(args.weights, reconstruction=result)
         print(json.dumps(result, indent=1))
+        return 0
+    if family == "judge":
+        result = judge.accuracy(model, num_clips=args.clips, batch_size=args.batch_size)
+        checkpoints.record_metrics(args.weights, accuracy=result)
+        print(json.dumps(result, indent=1))
+        return 0
+    if getattr(args, "judge", None):
+        if family != "dit":
+            raise ValueError(f"--judge scores text-to-video models (dit); {args.weights} holds a {family!r} model")
+        guidances = _numbers(args.guidance, "--guidance")
+        judge_model = checkpoints.resolve(args.judge, device=device)
+        if getattr(judge_model, "family", None) != "judge":
+            raise ValueError(f"--judge expects a judge export or pretrained:judge, got a "
+                             f"{getattr(judge_model, 'family', None)!r} model")
+        table = text_faithfulness(model, judge_model, guidances, args.clips, args.batch_size, kwargs)
+        checkpoints.record_metrics(args.weights, faithfulness=table)
         return 0
     if args.schedules:
         if family != "hybrid":

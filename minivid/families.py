@@ -35,7 +35,7 @@ class Family:
     default_steps: int
     default_batch_size: int
     default_lr: float
-    generates: bool = True  # False for the tokenizer, which only encodes and decodes frames
+    generates: bool = True  # False for the tokenizer (encodes and decodes frames) and the judge (reads clips)
 
     def load(self):
         return importlib.import_module(self.module)
@@ -62,6 +62,8 @@ FAMILIES: dict[str, Family] = {
     "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 3_000, 256, 1e-3, generates=False),
     "autoregressive": Family("autoregressive", "minivid.autoregressive", "small", 6_000, 32, 5e-4),
     "hybrid": Family("hybrid", "minivid.hybrid", "small", 6_000, 64, 3e-4),
+    "dit": Family("dit", "minivid.dit_video", "small", 20_000, 64, 3e-4),
+    "judge": Family("judge", "minivid.judge", "small", 5_000, 128, 1e-3, generates=False),
 }
 
 
