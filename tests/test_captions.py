@@ -7,7 +7,6 @@ import torch
 
 from minivid import captions, data
 
-torch.set_num_threads(1)
 
 ALL_CAPTIONS = ["a 3 moving down-left and a 7 moving right", "an 8 moving up", "a 0 moving left and a 1 moving up-right "
                 "and a 9 moving down"]

@@ -29,7 +29,7 @@ def test_pure_function_of_seed_and_index():
 def test_golden_numbers():
     """Seeded values that must not change between versions or machines (the test set depends on them)."""
     clips = data.standard_test_set(4)
-    assert round(float(clips.sum()), 3) == pytest.approx(GOLDEN_SUM, abs=1e-3)
+    assert round(float(clips.double().sum()), 3) == pytest.approx(GOLDEN_SUM, abs=1e-3)  # float64: any thread count
     u = data.uniform(2015, torch.arange(3), stream=0)
     assert torch.allclose(u, torch.tensor(GOLDEN_UNIFORM), atol=1e-7)
 

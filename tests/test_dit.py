@@ -10,7 +10,6 @@ from minivid import captions, checkpoints, cli, dit_video
 from minivid.models.dit import DiT, DiTConfig, patchify, sincos_positions, unpatchify
 from minivid.train import TrainConfig, Trainer
 
-torch.set_num_threads(1)
 
 CAPTION = "a 3 moving down-left and a 7 moving right"
 

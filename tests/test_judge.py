@@ -7,7 +7,6 @@ import torch
 
 from minivid import captions, checkpoints, cli, data, dit_video, judge
 
-torch.set_num_threads(1)
 
 
 def nano(seed=0):
