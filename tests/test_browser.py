@@ -159,6 +159,13 @@ def new_pixels(locator, old: bytes, timeout: float = 30) -> bytes:
     return new
 
 
+def report_failure(page, folder: Path):
+    """Keep a screenshot of the page at a failure, and say where it and JupyterLab's log are."""
+    if page is not None:
+        page.screenshot(path=folder / "failure.png")
+        print(f"the page at the failure: {folder / 'failure.png'}; JupyterLab's log: {folder / '.jupyterlab.log'}")
+
+
 def test_denoise_explorer_in_jupyterlab(browser, tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in NOTEBOOK_CELLS])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -202,9 +209,7 @@ def test_denoise_explorer_in_jupyterlab(browser, tmp_path):
         new_pixels(strip, noisy)
         assert widget_errors(page, errors) == []
     except Exception:
-        if page is not None:
-            page.screenshot(path=tmp_path / "failure.png")
-            print(f"the page at the failure: {tmp_path / 'failure.png'}; JupyterLab's log: {tmp_path / '.jupyterlab.log'}")
+        report_failure(page, tmp_path)
         raise
     finally:
         lab.stop()
@@ -226,9 +231,7 @@ def test_stored_notebook_opens_without_widget_errors(browser, tmp_path):
         page.wait_for_timeout(2_000)  # a stored widget view would fail about now, once the widget manager looks
         assert widget_errors(page, errors) == []
     except Exception:
-        if page is not None:
-            page.screenshot(path=tmp_path / "failure.png")
-            print(f"the page at the failure: {tmp_path / 'failure.png'}; JupyterLab's log: {tmp_path / '.jupyterlab.log'}")
+        report_failure(page, tmp_path)
         raise
     finally:
         lab.stop()
