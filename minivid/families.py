@@ -62,6 +62,7 @@ FAMILIES: dict[str, Family] = {
     "vqvae": Family("vqvae", "minivid.models.vqvae", "small", 3_000, 256, 1e-3, generates=False),
     "autoregressive": Family("autoregressive", "minivid.autoregressive", "small", 6_000, 32, 5e-4),
     "hybrid": Family("hybrid", "minivid.hybrid", "small", 6_000, 64, 3e-4),
+    "student": Family("student", "minivid.distill", "small", 2_000, 32, 1e-4),  # needs a teacher: see distill.build
 }
 
 
