@@ -402,6 +402,8 @@ def build(preset: str, args=None) -> Model:
     network, started from an earlier round of that teacher and then trained to denoise each frame after
     less noisy past frames (a clean context among them); its "autoregressive" schedule is the student's
     loop with 10 steps instead of 1-4, so it starts where stage 1 would otherwise spend its first steps.
+    Before any training, on 4 clips and two seeds of the loss's draws, its stage-1 loss is about half the
+    teacher-weights start's (0.015 and 0.022 against 0.029 and 0.043).
     """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for student; expected one of {sorted(PRESETS)}")
