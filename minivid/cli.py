@@ -61,6 +61,8 @@ def _add_family_commands(sub):
                         "rate early on, so the learning-rate schedule completes; the export records it")
     p.add_argument("--init", default=None, help="family-specific initialisation: a checkpoint file to start from, "
                    "or pretrained:NAME for a shipped model (e.g. hybrid from pretrained:diffusion)")
+    p.add_argument("--teacher", default=None, help="student only: the diffusion model to distil, a file or "
+                   "pretrained:NAME (default pretrained:diffusion)")
     p.add_argument("--noise", default=None, choices=["nondecreasing", "independent"],
                    help="hybrid only: per-frame training noise, AR-Diffusion's (default) or Diffusion Forcing's")
     p.add_argument("--token-noise", type=float, default=None,

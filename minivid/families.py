@@ -64,6 +64,7 @@ FAMILIES: dict[str, Family] = {
     "hybrid": Family("hybrid", "minivid.hybrid", "small", 6_000, 64, 3e-4),
     "dit": Family("dit", "minivid.dit_video", "small", 20_000, 64, 3e-4),
     "judge": Family("judge", "minivid.judge", "small", 5_000, 128, 1e-3, generates=False),
+    "student": Family("student", "minivid.distill", "small", 2_000, 32, 1e-4),  # needs a teacher: see distill.build
 }
 
 
