@@ -15,6 +15,12 @@ once, replace every guess by its draw, and repeat. After k iterations at least t
 are exactly what token-by-token decoding would give; after 64 all are. Frames barely change between
 steps, so a few iterations get most tokens right at a fraction of the cost.
 
+Diagonal decoding (Ye et al. 2025, "Fast Autoregressive Video Generation with Diagonal Decoding")
+draws each token once, like sequential decoding, but several per network pass: frame t + 1 starts
+`lag` steps after frame t, so its first tokens are drawn while frame t's later ones still are, and
+with `row_lag` < 8 the rows of a frame overlap the same way. `diagonal_steps` gives the step of
+every token; `Model._generate_diagonal` explains what is approximate about it.
+
 Rollouts past the training window (20 frames) slide it: the oldest frame is dropped and the cache is
 rebuilt from the frames kept.
 """
@@ -22,6 +28,7 @@ rebuilt from the frames kept.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import warnings
 from dataclasses import dataclass, field
 
@@ -34,7 +41,7 @@ from minivid.metrics import validate_video
 from minivid.models import transformer as tfm
 from minivid.models import vqvae
 
-DECODINGS = ("sequential", "parallel")
+DECODINGS = ("sequential", "parallel", "diagonal")
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,28 @@ def draw(logits: torch.Tensor, gumbel: torch.Tensor | None) -> torch.Tensor:
 def gumbel_noise(shape, generator: torch.Generator, device) -> torch.Tensor:
     u = torch.rand(shape, generator=generator, device=device).clamp_(1e-9, 1 - 1e-9)
     return -torch.log(-torch.log(u))
+
+
+def diagonal_steps(num_frames: int, grid: int, lag: int, row_lag: int) -> torch.Tensor:
+    """The decoding step of every token, (num_frames, grid * grid) in raster order within a frame.
+
+    Token (frame f, row r, column c) is drawn at step f * lag + r * row_lag + c: along a row one token
+    a step, row r + 1 starts `row_lag` steps after row r, frame f + 1 starts `lag` steps after frame f.
+    Tokens with the same step lie on one spatio-temporal diagonal and share one network pass.
+    row_lag = grid and lag = grid * grid is raster order, one token a step (sequential decoding);
+    row_lag = 1 draws a frame along its anti-diagonals (r + c constant) in 2 * grid - 1 steps.
+    """
+    f, r, c = torch.meshgrid(torch.arange(num_frames), torch.arange(grid), torch.arange(grid), indexing="ij")
+    return rearrange(f * lag + r * row_lag + c, "t gh gw -> t (gh gw)")
+
+
+def steps_per_frame(grid: int, row_lag: int) -> int:
+    """Decoding steps from a frame's first token to its last: (grid - 1) * row_lag + grid."""
+    return (grid - 1) * row_lag + grid
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,13 +194,16 @@ class Model(torch.nn.Module):
         use_cache: bool = True,
         decoding: str = "sequential",
         iterations: int = 4,
+        lag: int = 32,
+        row_lag: int = 8,
     ):
         """`num_frames` frames after `context` (b, t0, c, 64, 64) in [0, 1]; t0 may be 0.
 
         temperature / top_k / top_p shape each token's distribution; greedy=True takes the most likely
-        token. decoding 'sequential' (token by token, KV cache unless use_cache=False) or 'parallel'
+        token. decoding 'sequential' (token by token, KV cache unless use_cache=False), 'parallel'
         (Jacobi iterations per frame: at most `iterations` network passes, plus one to store the frame if
-        it has not settled).
+        it has not settled) or 'diagonal' (each frame starts `lag` steps after the one before, each row
+        `row_lag` steps after the one above; lag=64 with row_lag=8 is sequential decoding, token for token).
         Returns (b, num_frames, c, 64, 64), or (video, trace) where trace has the token grids after every
         decoding step of every generated frame and the entropy / probability of each chosen token.
         """
@@ -186,6 +218,8 @@ class Model(torch.nn.Module):
             raise ValueError(f"unknown decoding {decoding!r}; expected one of {DECODINGS}")
         if decoding == "parallel" and (int(iterations) != iterations or iterations < 1):
             raise ValueError(f"iterations must be a positive integer, got {iterations!r}")
+        if decoding == "diagonal":
+            self._check_diagonal(t0, num_frames, lag, row_lag)
         filter_logits(torch.zeros(1), temperature, top_k, top_p)  # validates the sampling knobs up front
         if t0 + num_frames > c.max_frames:
             warnings.warn(f"rolling out {t0 + num_frames} frames past the {c.max_frames}-frame training window: "
@@ -195,26 +229,31 @@ class Model(torch.nn.Module):
         frames = list(self.tokenizer.encode(context.to(device)).unbind(1)) if t0 else []  # each (b, gh, gw)
         n = self.tokens_per_frame
         trace = {"steps": [], "entropy": [], "prob": []}
-        cache, pending = None, None  # keys/values of the window so far, and the input that predicts the next token
-        for _ in tqdm(range(num_frames), desc="generate", disable=not progress):
-            window = frames[-(c.max_frames - 1):]
-            past = rearrange(torch.stack(window, 1), "b t gh gw -> b (t gh gw)") if window else torch.zeros(b, 0, dtype=torch.long, device=device)
-            if (use_cache or decoding == "parallel") and (cache is None or cache.length + n > c.max_tokens):
-                cache, pending = self._prefill(past)  # the first frame, or the window slides: read the kept frames once
-            gumbel = None if greedy else gumbel_noise((b, n, c.vocab_size), generator, device)  # fixed per position
-            knobs = dict(temperature=temperature, top_k=top_k, top_p=top_p, gumbel=gumbel)
-            if decoding == "parallel":
-                guess = frames[-1].flatten(1) if frames else torch.zeros(b, n, dtype=torch.long, device=device)
-                tokens, steps, logits = self._frame_parallel(cache, pending, guess, iterations, **knobs)
-            else:
-                tokens, steps, logits = self._frame_sequential(cache if use_cache else None, pending, past, **knobs)
-            pending = tokens[:, -1:]
-            frames.append(tokens.view(b, self.tokenizer.grid, self.tokenizer.grid))
-            if return_trace:
-                probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)  # (b, n, vocab)
-                trace["steps"].append(steps)
-                trace["entropy"].append(-(probs * probs.clamp_min(1e-12).log()).sum(-1).view_as(frames[-1]))
-                trace["prob"].append(probs.gather(-1, tokens[..., None])[..., 0].view_as(frames[-1]))
+        if decoding == "diagonal":  # frames overlap in time: decoded together, then recorded frame by frame
+            knobs = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+            made = self._generate_diagonal(frames, b, num_frames, generator, lag, row_lag, greedy, progress, return_trace, **knobs)
+            for tokens, steps, logits in made:
+                frames.append(tokens.view(b, self.tokenizer.grid, self.tokenizer.grid))
+                if return_trace:
+                    self._record(trace, tokens, steps, logits, **knobs)
+        else:
+            cache, pending = None, None  # keys/values of the window so far, and the input that predicts the next token
+            for _ in tqdm(range(num_frames), desc="generate", disable=not progress):
+                window = frames[-(c.max_frames - 1):]
+                past = rearrange(torch.stack(window, 1), "b t gh gw -> b (t gh gw)") if window else torch.zeros(b, 0, dtype=torch.long, device=device)
+                if (use_cache or decoding == "parallel") and (cache is None or cache.length + n > c.max_tokens):
+                    cache, pending = self._prefill(past)  # the first frame, or the window slides: read the kept frames once
+                gumbel = None if greedy else gumbel_noise((b, n, c.vocab_size), generator, device)  # fixed per position
+                knobs = dict(temperature=temperature, top_k=top_k, top_p=top_p, gumbel=gumbel)
+                if decoding == "parallel":
+                    guess = frames[-1].flatten(1) if frames else torch.zeros(b, n, dtype=torch.long, device=device)
+                    tokens, steps, logits = self._frame_parallel(cache, pending, guess, iterations, **knobs)
+                else:
+                    tokens, steps, logits = self._frame_sequential(cache if use_cache else None, pending, past, **knobs)
+                pending = tokens[:, -1:]
+                frames.append(tokens.view(b, self.tokenizer.grid, self.tokenizer.grid))
+                if return_trace:
+                    self._record(trace, tokens, steps, logits, temperature, top_k, top_p)
         tokens = torch.stack(frames[t0:], 1)  # (b, num_frames, gh, gw)
         video = self.tokenizer.decode(tokens)
         if not return_trace:
@@ -224,17 +263,22 @@ class Model(torch.nn.Module):
         trace["prob"] = torch.stack(trace["prob"], 1)
         return video, trace
 
-    def network_evaluations(self, num_context: int, num_frames: int, use_cache: bool = True,
-                            decoding: str = "sequential", iterations: int = 4, **generate_kwargs) -> int:
+    def network_evaluations(self, num_context: int, num_frames: int, use_cache: bool = True, decoding: str = "sequential",
+                            iterations: int = 4, lag: int = 32, row_lag: int = 8, **generate_kwargs) -> int:
         """How many transformer passes `generate` makes (parallel decoding: at most this many).
 
         Sequential with the cache: one pass per token, plus one to read the window whenever the cache is
         filled (the first frame, and each time the window slides). Without the cache: one full pass per
         token. Parallel: up to `iterations` passes per frame and one to store it, plus the window reads.
+        Diagonal: one pass per step, (num_frames - 1) * lag + a frame's steps, plus the window reads
+        (the context once, then one each time a frame starts past the window).
         """
         c, n = self.config.transformer, self.tokens_per_frame
         if decoding == "sequential" and not use_cache:
             return num_frames * n
+        if decoding == "diagonal":
+            steps = (num_frames - 1) * lag + steps_per_frame(self.tokenizer.grid, row_lag)
+            return steps + (1 if num_context else 0) + max(0, num_context + num_frames - c.max_frames)
         passes, cached, seen = 0, None, num_context
         for _ in range(num_frames):
             window = min(seen, c.max_frames - 1)
@@ -291,6 +335,111 @@ class Model(torch.nn.Module):
         cache.length = prefix  # not settled: store the keys and values of the tokens kept
         self.transformer(torch.cat([pending, guess[:, :-1]], 1), cache)
         return guess, steps, logits
+
+    def _check_diagonal(self, num_context, num_frames, lag, row_lag):
+        """Diagonal decoding's knobs, checked before any work: one ValueError saying what would do."""
+        c, grid = self.config.transformer, self.tokenizer.grid
+        if not _is_integer(row_lag) or not 1 <= row_lag <= grid:
+            raise ValueError(f"row_lag must be an integer from 1 (anti-diagonals) to {grid} (raster order), got {row_lag!r}")
+        span = steps_per_frame(grid, row_lag)
+        if not _is_integer(lag) or not 1 <= lag <= span:
+            raise ValueError(f"lag must be an integer from 1 to {span} (a frame's steps at row_lag={row_lag}; "
+                             f"{span} draws frames one after another), got {lag!r}")
+        in_flight = (span - 1) // lag  # earlier frames still being drawn when a frame starts
+        if num_context + num_frames > c.max_frames and in_flight > c.max_frames - 1:
+            raise ValueError(f"lag={lag} keeps {in_flight} earlier frames unfinished when a frame starts, more than the "
+                             f"{c.max_frames}-frame window can hold as it slides; for {num_context + num_frames} frames use "
+                             f"lag >= {(span - 1) // c.max_frames + 1}, or roll out at most {c.max_frames}")
+
+    def _generate_diagonal(self, frames, batch, num_frames, generator, lag, row_lag, greedy, progress, keep_trace,
+                           temperature, top_k, top_p):
+        """Diagonal decoding: every token drawn once, all the tokens of one spatio-temporal diagonal in one pass.
+
+        Which tokens share a pass: at step s, each frame f in flight draws its tokens with
+        r * row_lag + c = s - f * lag (`diagonal_steps`). With row_lag = 8 that is one token a frame, its
+        token s - f * lag in raster order: frame f + 1's token i is drawn together with frame f's token
+        i + lag. With row_lag = 1 it is one anti-diagonal of each frame in flight (Ye et al. 2025). Each
+        token keeps the Gumbel noise of its position, so lag = 64 with row_lag = 8 (one token a step, in
+        raster order) gives exactly the tokens of sequential decoding.
+
+        Why it is an approximation: the model was trained in raster order, to predict a token from every
+        token before it. Here frame f + 1's token i is drawn before frame f's tokens from i + lag on exist
+        (and, with row_lag < 8, before the end of the row above). It attends only to the tokens drawn so
+        far (the attention mask keeps the raster rule by position: nothing sees a later position), its keys
+        and values are not recomputed when the missing tokens arrive, and the tokens of one step are
+        drawn side by side, not one given the other. A token's input is the token before it in raster
+        order; where that one is not drawn yet (the first token of a frame, or of a row when row_lag < 8),
+        the newest token drawn at that cell in an earlier frame stands in: consecutive frames are alike,
+        which is the bet the method makes. The smaller the lag, the fewer passes and the more is missing.
+
+        Returns, per generated frame: its tokens (b, n), its grid after each step that drew some of it
+        (-1 where not drawn yet) and the logits its tokens were drawn from (b, n, vocab); the last two
+        only if keep_trace (else an empty list and None).
+        """
+        c, n, grid = self.config.transformer, self.tokens_per_frame, self.tokenizer.grid
+        device = next(self.parameters()).device
+        t0, total = len(frames), len(frames) + num_frames
+        tokens = torch.full((batch, total, n), -1, dtype=torch.long, device=device)  # every frame's tokens, -1 until drawn
+        drawn = torch.zeros(total, n, dtype=torch.bool, device=device)  # the same for every clip: one schedule
+        newest = torch.full((batch, n), self.transformer.start_token, dtype=torch.long, device=device)  # the stand-ins
+        if t0:
+            tokens[:, :t0] = rearrange(torch.stack(frames, 1), "b t gh gw -> b t (gh gw)")
+            drawn[:t0] = True
+            newest = tokens[:, t0 - 1].clone()
+        step_of = diagonal_steps(num_frames, grid, lag, row_lag).to(device)  # (num_frames, n)
+        noise = {}  # the Gumbel noise of each frame in flight, drawn as it starts: in frame order, as sequential decoding draws it
+        steps = [[] for _ in range(num_frames)]
+        used = torch.zeros(batch, num_frames, n, c.vocab_size, device=device) if keep_trace else None
+        window, cache = 0, None  # the first frame the cache's positions count from, and the cache
+        for step in tqdm(range(int(step_of.max()) + 1), desc="generate", disable=not progress):
+            if step % lag == 0 and step // lag < num_frames:  # a frame starts
+                start = t0 + step // lag
+                noise[start] = None if greedy else gumbel_noise((batch, n, c.vocab_size), generator, device)
+                if cache is None or start - window >= c.max_frames:  # the first step, or the window slides
+                    window = max(0, start - (c.max_frames - 1))
+                    cache = self._diagonal_cache(tokens, drawn, newest, window, start)
+            frame, cell = (step_of == step).nonzero(as_tuple=True)  # this step's tokens, in raster order
+            frame = frame + t0
+            inputs = self._diagonal_inputs(tokens, drawn, newest, frame, cell, window)  # (b, k)
+            logits = self.transformer(inputs, cache, (frame - window) * n + cell)  # (b, k, vocab)
+            gumbel = None if greedy else torch.stack([noise[f][:, i] for f, i in zip(frame.tolist(), cell.tolist())], 1)
+            new = draw(filter_logits(logits, temperature, top_k, top_p), gumbel)  # (b, k)
+            tokens[:, frame, cell] = new
+            drawn[frame, cell] = True
+            newest[:, cell] = new  # a cell is drawn in frame order, so this is its newest token
+            for f in frame.unique().tolist():
+                if keep_trace:
+                    steps[f - t0].append(tokens[:, f].view(batch, grid, grid).clone())
+                if not (step_of[f - t0] > step).any():  # the frame is done
+                    noise.pop(f)
+            if keep_trace:
+                used[:, frame - t0, cell] = logits
+        return [(tokens[:, t0 + f], steps[f], used[:, f] if keep_trace else None) for f in range(num_frames)]
+
+    def _diagonal_inputs(self, tokens, drawn, newest, frame, cell, window):
+        """The input at each (frame, cell) slot: the token before it in raster order, or its stand-in."""
+        n = self.tokens_per_frame
+        before = (frame * n + cell - 1).clamp(min=0)
+        frame_before, cell_before = before // n, before % n
+        inputs = torch.where(drawn[frame_before, cell_before], tokens[:, frame_before, cell_before], newest[:, cell_before])
+        return inputs.masked_fill((frame - window) * n + cell == 0, self.transformer.start_token)  # the window's first slot
+
+    def _diagonal_cache(self, tokens, drawn, newest, window, start):
+        """A fresh cache holding every token drawn so far in frames window..start-1, in raster order (one pass, if any)."""
+        cache = self.transformer.new_cache(tokens.shape[0])
+        frame, cell = drawn[window:start].nonzero(as_tuple=True)
+        if len(frame):
+            frame = frame + window
+            self.transformer(self._diagonal_inputs(tokens, drawn, newest, frame, cell, window), cache, (frame - window) * self.tokens_per_frame + cell)
+        return cache
+
+    def _record(self, trace, tokens, steps, logits, temperature, top_k, top_p):
+        """Add one generated frame to the trace: its steps, and the entropy and probability of each chosen token."""
+        grid = (tokens.shape[0], self.tokenizer.grid, self.tokenizer.grid)
+        probs = filter_logits(logits, temperature, top_k, top_p).softmax(-1)  # (b, n, vocab)
+        trace["steps"].append(steps)
+        trace["entropy"].append(-(probs * probs.clamp_min(1e-12).log()).sum(-1).view(grid))
+        trace["prob"].append(probs.gather(-1, tokens[..., None])[..., 0].view(grid))
 
     def _partial_grid(self, tokens: torch.Tensor) -> torch.Tensor:
         """A frame's tokens so far as a grid, -1 where not yet drawn: (b, gh, gw)."""

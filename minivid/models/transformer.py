@@ -13,6 +13,11 @@ model knows where in space and time a token sits (factorized positions, as in Vi
 Attention is PyTorch's `scaled_dot_product_attention`. When sampling, the keys and values of
 tokens already seen are kept in a `KVCache`, so each new token costs one position's worth of work
 instead of a pass over the whole sequence (Pope et al. 2022).
+
+A sampler may also write positions out of raster order (diagonal decoding draws frame t + 1's first
+tokens before frame t's last ones): it passes each input's sequence position, the cache remembers the
+position of every slot it holds, and a slot then attends to the slots at earlier positions (and
+itself), whatever order they were written in: the same causal rule, kept by position, not by slot.
 """
 
 from __future__ import annotations
@@ -56,7 +61,9 @@ class KVCache:
         shape = (batch, config.heads, config.max_tokens, config.width // config.heads)
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.layers)]
         self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.layers)]
-        self.length = 0  # positions filled
+        self.length = 0  # slots filled
+        self.positions = torch.zeros(config.max_tokens, dtype=torch.long, device=device)  # sequence position of each slot
+        self.in_order = True  # slot i holds position i for every slot so far: the plain causal mask is right
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (b, heads, n, d) at the next n positions; return all keys and values so far."""
@@ -82,19 +89,20 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(c.width, 3 * c.width)
         self.proj = nn.Linear(c.width, c.width)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """mask (n, keys), True where a query may attend: only for positions out of raster order; None means causal."""
         q, k, v = rearrange(self.qkv(x), "b n (three heads d) -> three b heads n d", three=3, heads=self.heads)
-        if cache is None:  # training or a full pass: causal over the whole sequence
+        if cache is None and mask is None:  # training or a full pass: causal over the whole sequence
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        elif cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
             past = cache.length
             k, v = cache.update(self.layer, k, v)  # (b, heads, past + n, d)
             n = q.shape[2]
-            if n == 1:  # one new token sees everything before it: no mask needed
-                y = F.scaled_dot_product_attention(q, k, v)
-            else:  # several new tokens: new token i sees the past and new tokens <= i
+            if mask is None and n > 1:  # several new tokens: new token i sees the past and new tokens <= i
                 mask = torch.ones(n, past + n, dtype=torch.bool, device=x.device).tril(diagonal=past)
-                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # one new token in order: it sees everything
         return self.proj(rearrange(y, "b heads n d -> b n (heads d)"))
 
 
@@ -107,8 +115,8 @@ class Block(nn.Module):
         self.attn = SelfAttention(c, layer)
         self.mlp = nn.Sequential(nn.Linear(c.width, 4 * c.width), nn.GELU(), nn.Linear(4 * c.width, c.width))
 
-    def forward(self, x, cache=None):
-        x = x + self.attn(self.norm1(x), cache)
+    def forward(self, x, cache=None, mask=None):
+        x = x + self.attn(self.norm1(x), cache, mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -140,26 +148,38 @@ class VideoTransformer(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def positions(self, start: int, n: int, device) -> torch.Tensor:
-        """Embeddings of sequence positions start..start+n-1: frame + row + column, (n, width)."""
-        pos = torch.arange(start, start + n, device=device)
+    def embed_positions(self, pos: torch.Tensor) -> torch.Tensor:
+        """Embeddings of sequence positions pos (n,): frame + row + column, (n, width)."""
         frame, cell = pos // self.config.tokens_per_frame, pos % self.config.tokens_per_frame
         return self.frame_pos(frame) + self.row_pos(cell // self.config.grid) + self.col_pos(cell % self.config.grid)
 
-    def forward(self, inputs: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
         """inputs (b, n) token ids (the start token allowed) -> logits (b, n, vocab_size).
 
-        Without a cache the positions are 0..n-1; with one they continue from `cache.length`.
+        Without a cache the positions are 0..n-1; with one they continue from `cache.length`. A sampler
+        that writes out of raster order passes `positions` (n,), the sequence position of each input;
+        each input then attends to the inputs and cached slots at positions <= its own.
         """
-        start = cache.length if cache is not None else 0
-        if start + inputs.shape[1] > self.config.max_tokens:
-            raise ValueError(f"{start + inputs.shape[1]} positions exceed the window of {self.config.max_tokens} tokens "
+        start, n = (cache.length if cache is not None else 0), inputs.shape[1]
+        if start + n > self.config.max_tokens:
+            raise ValueError(f"{start + n} positions exceed the window of {self.config.max_tokens} tokens "
                              f"({self.config.max_frames} frames); roll out with a sliding window instead")
-        x = self.tokens(inputs) + self.positions(start, inputs.shape[1], inputs.device)  # (b, n, width)
+        following = torch.arange(start, start + n, device=inputs.device)
+        if positions is not None and not (positions.shape == (n,) and 0 <= positions.min() and positions.max() < self.config.max_tokens):
+            raise ValueError(f"positions must be ({n},) and lie in [0, {self.config.max_tokens}), got {positions.tolist()}")
+        in_order = (positions is None or torch.equal(positions, following)) and (cache is None or cache.in_order)
+        positions = following if positions is None else positions
+        mask = None  # in raster order: the usual causal mask
+        if not in_order:  # a slot sees the slots at earlier positions and itself, in whatever order they were written
+            keys = positions if cache is None else torch.cat([cache.positions[:start], positions])
+            mask = keys[None, :] <= positions[:, None]  # (n, start + n)
+        x = self.tokens(inputs) + self.embed_positions(positions)  # (b, n, width)
         for block in self.blocks:
-            x = block(x, cache)
+            x = block(x, cache, mask)
         if cache is not None:
-            cache.advance(inputs.shape[1])
+            cache.positions[start : start + n] = positions
+            cache.in_order = in_order
+            cache.advance(n)
         return self.head(self.norm(x))  # (b, n, vocab)
 
     def new_cache(self, batch: int) -> KVCache:

@@ -1,0 +1,160 @@
+"""Diagonal decoding of the VQ autoregressive model: the schedule, the transformer's out-of-order cache,
+equality with sequential decoding at the full lag, and the counts, shapes and errors of `generate`."""
+
+import warnings
+
+import pytest
+import torch
+
+from minivid import autoregressive as ar
+from minivid import bench, data
+from minivid.models import transformer as tfm
+from minivid.models import vqvae
+
+TINY_TF = tfm.Config(vocab_size=16, grid=8, max_frames=4, layers=2, width=32, heads=4)  # a 4-frame window
+TINY_VQ = vqvae.Config(hidden=8, codebook_size=16, code_dim=4)
+SEQUENTIAL = {"decoding": "diagonal", "lag": 64, "row_lag": 8}  # the extreme setting: one token a step, raster order
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return ar.Model(ar.Config(TINY_VQ, TINY_TF)).eval()
+
+
+def context(num_frames, clips=2):
+    return data.standard_test_set(clips)[:, :num_frames]
+
+
+def generate(model, ctx, num_frames, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # past the 4-frame window the model warns that it slides
+        return model.generate(ctx, num_frames, progress=False, return_trace=True, **kwargs)
+
+
+# -- the schedule ----------------------------------------------------------------------------------
+
+
+def test_diagonal_steps_by_hand():
+    # 2x2 frames. Raster order (row_lag = grid, lag = grid * grid): one token a step, frame after frame.
+    assert ar.diagonal_steps(2, 2, lag=4, row_lag=2).tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    # anti-diagonals, frame 1 one step behind frame 0: cells (0,1) and (1,0) of frame 0 share step 1 with cell (0,0) of frame 1
+    assert ar.diagonal_steps(2, 2, lag=1, row_lag=1).tolist() == [[0, 1, 1, 2], [1, 2, 2, 3]]
+    # raster rows, frame 1 starting when frame 0 is half drawn
+    assert ar.diagonal_steps(2, 2, lag=2, row_lag=2).tolist() == [[0, 1, 2, 3], [2, 3, 4, 5]]
+    assert ar.steps_per_frame(8, 8) == 64 and ar.steps_per_frame(8, 1) == 15
+
+
+# -- the transformer written out of raster order -----------------------------------------------------
+
+
+def test_transformer_cache_written_out_of_order_keeps_the_raster_rule():
+    torch.manual_seed(0)
+    net = tfm.VideoTransformer(TINY_TF).eval()
+    x = torch.randint(0, 16, (2, 30))
+    full = net(x)
+    # explicit positions in order are the default
+    cache = net.new_cache(2)
+    assert torch.allclose(net(x[:, :10], cache, torch.arange(10)), full[:, :10], atol=1e-5) and cache.in_order
+    # positions 20..29 before 10..19: the later block sees 0..9 and itself only, the earlier one sees 0..19
+    late = net(x[:, 20:], cache, torch.arange(20, 30))
+    middle = net(x[:, 10:20], cache, torch.arange(10, 20))
+    assert not cache.in_order
+    assert torch.allclose(middle, full[:, 10:20], atol=1e-5)  # nothing at a later position leaks in
+    gap = torch.cat([torch.arange(10), torch.arange(20, 30)])
+    assert torch.allclose(late, net(x[:, gap], positions=gap)[:, 10:], atol=1e-5)  # the same without a cache
+    assert not torch.allclose(late, full[:, 20:], atol=1e-3)  # it really missed 10..19
+    with pytest.raises(ValueError, match="positions"):
+        net(x[:, :2], positions=torch.tensor([0, 256]))
+
+
+# -- diagonal decoding in generate -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_context, num_frames, knobs", [
+    (2, 2, {}),
+    (0, 2, {"top_k": 5, "temperature": 0.8}),
+    (1, 5, {}),                                 # past the 4-frame window: the window slides twice
+    (2, 2, {"greedy": True}),
+])
+def test_full_lag_is_sequential_decoding(tiny_model, num_context, num_frames, knobs):
+    ctx = context(num_context)
+    _, seq = generate(tiny_model, ctx, num_frames, seed=3, **knobs)
+    _, diag = generate(tiny_model, ctx, num_frames, seed=3, **SEQUENTIAL, **knobs)
+    assert torch.equal(seq["tokens"], diag["tokens"])
+    assert all(torch.equal(a, b) for s, d in zip(seq["steps"], diag["steps"]) for a, b in zip(s, d))
+    assert torch.allclose(seq["prob"], diag["prob"]) and torch.allclose(seq["entropy"], diag["entropy"])
+
+
+def test_overlapping_frames_draw_each_token_once(tiny_model):
+    ctx = context(2)
+    _, seq = generate(tiny_model, ctx, 2, seed=3)
+    for lag, row_lag in ((8, 8), (1, 8), (4, 1), (15, 1)):
+        video, trace = generate(tiny_model, ctx, 2, seed=3, decoding="diagonal", lag=lag, row_lag=row_lag)
+        assert video.shape == (2, 2, 1, 64, 64) and 0 <= video.min() and video.max() <= 1
+        assert trace["tokens"].shape == (2, 2, 8, 8) and 0 <= trace["tokens"].min() and trace["tokens"].max() < 16
+        assert trace["prob"].shape == trace["entropy"].shape == (2, 2, 8, 8)
+        for f, steps in enumerate(trace["steps"]):
+            assert len(steps) == ar.steps_per_frame(8, row_lag)  # one grid per step that drew some of the frame
+            drawn = [int((s[0] >= 0).sum()) for s in steps]
+            assert drawn == sorted(drawn) and drawn[-1] == 64
+            assert (steps[0][0] >= 0).sum() == 1  # a frame starts with its top-left token alone
+            for earlier, later in zip(steps, steps[1:]):  # a drawn token is never redrawn
+                assert torch.equal(later[earlier >= 0], earlier[earlier >= 0])
+            assert torch.equal(steps[-1], trace["tokens"][:, f])
+        # the first new frame never sees frame 1 (a later position) and has the whole context: with rows in
+        # raster order every token has all it would have in sequential decoding, so the frame is the same;
+        # along anti-diagonals only its first row is sure to be
+        rows = 8 if row_lag == 8 else 1
+        assert torch.equal(trace["tokens"][:, 0, :rows], seq["tokens"][:, 0, :rows])
+
+
+def test_diagonal_seeds(tiny_model):
+    ctx = context(2, clips=1)
+    kwargs = {"decoding": "diagonal", "lag": 8}
+    a = tiny_model.generate(ctx, 2, seed=0, progress=False, **kwargs)
+    assert torch.equal(a, tiny_model.generate(ctx, 2, seed=0, progress=False, **kwargs))
+    tokens = [generate(tiny_model, ctx, 2, seed=s, **kwargs)[1]["tokens"] for s in range(3)]
+    assert not (torch.equal(tokens[0], tokens[1]) and torch.equal(tokens[1], tokens[2]))
+
+
+@pytest.mark.parametrize("num_context, num_frames, lag, row_lag", [
+    (2, 2, 16, 8),
+    (0, 3, 1, 8),     # no context: no window read before the first step
+    (2, 2, 64, 8),    # the sequential extreme
+    (3, 1, 5, 1),
+    (1, 6, 16, 8),    # past the window: one more read each time a frame starts past it
+    (0, 6, 4, 1),
+])
+def test_network_evaluations_count_the_passes(tiny_model, num_context, num_frames, lag, row_lag):
+    kwargs = {"decoding": "diagonal", "lag": lag, "row_lag": row_lag}
+    with bench.counting_calls(tiny_model) as calls, torch.no_grad():
+        generate(tiny_model, context(num_context, clips=1), num_frames, **kwargs)
+    assert tiny_model.network_evaluations(num_context, num_frames, **kwargs) == len(calls)
+    steps = (num_frames - 1) * lag + ar.steps_per_frame(8, row_lag)
+    reads = (num_context > 0) + max(0, num_context + num_frames - TINY_TF.max_frames)
+    assert len(calls) == steps + reads
+
+
+def test_network_evaluations_default_knobs_match_generate(tiny_model):
+    with bench.counting_calls(tiny_model) as calls, torch.no_grad():
+        generate(tiny_model, context(2, clips=1), 2, decoding="diagonal")
+    assert tiny_model.network_evaluations(2, 2, decoding="diagonal") == len(calls)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lag": 0}, r"lag must be an integer from 1 to 64"),
+    ({"lag": 65}, r"lag must be an integer from 1 to 64"),
+    ({"lag": 16, "row_lag": 1}, r"lag must be an integer from 1 to 15"),
+    ({"lag": 2.5}, "lag must be an integer"),
+    ({"lag": None}, "lag must be an integer"),
+    ({"lag": True}, "lag must be an integer"),
+    ({"row_lag": 0}, r"row_lag must be an integer from 1"),
+    ({"row_lag": 9}, r"row_lag must be an integer from 1"),
+    ({"row_lag": "8"}, r"row_lag must be an integer"),
+    ({"lag": 8, "num_frames": 3}, r"lag >= 16"),  # 5 frames slide the 4-frame window, lag 8 keeps 7 frames in flight
+])
+def test_diagonal_bad_input(tiny_model, kwargs, message):
+    args = {"num_frames": 1, "decoding": "diagonal"} | kwargs
+    with pytest.raises(ValueError, match=message):
+        tiny_model.generate(context(2, clips=1), progress=False, **args)
