@@ -231,7 +231,8 @@ class Model(torch.nn.Module):
         trace = {"steps": [], "entropy": [], "prob": []}
         if decoding == "diagonal":  # frames overlap in time: decoded together, then recorded frame by frame
             knobs = dict(temperature=temperature, top_k=top_k, top_p=top_p)
-            made = self._generate_diagonal(frames, b, num_frames, generator, lag, row_lag, greedy, progress, return_trace, **knobs)
+            made = self._generate_diagonal(frames, b, num_frames, generator, lag, row_lag, greedy, progress, return_trace,
+                                           **knobs)
             for tokens, steps, logits in made:
                 frames.append(tokens.view(b, self.tokenizer.grid, self.tokenizer.grid))
                 if return_trace:
@@ -387,7 +388,7 @@ class Model(torch.nn.Module):
             drawn[:t0] = True
             newest = tokens[:, t0 - 1].clone()
         step_of = diagonal_steps(num_frames, grid, lag, row_lag).to(device)  # (num_frames, n)
-        noise = {}  # the Gumbel noise of each frame in flight, drawn as it starts: in frame order, as sequential decoding draws it
+        noise = {}  # Gumbel noise of each frame in flight, drawn as it starts: in frame order, as sequential decoding does
         steps = [[] for _ in range(num_frames)]
         used = torch.zeros(batch, num_frames, n, c.vocab_size, device=device) if keep_trace else None
         window, cache = 0, None  # the first frame the cache's positions count from, and the cache
@@ -402,7 +403,8 @@ class Model(torch.nn.Module):
             frame = frame + t0
             inputs = self._diagonal_inputs(tokens, drawn, newest, frame, cell, window)  # (b, k)
             logits = self.transformer(inputs, cache, (frame - window) * n + cell)  # (b, k, vocab)
-            gumbel = None if greedy else torch.stack([noise[f][:, i] for f, i in zip(frame.tolist(), cell.tolist())], 1)
+            pairs = zip(frame.tolist(), cell.tolist())
+            gumbel = None if greedy else torch.stack([noise[f][:, i] for f, i in pairs], 1)  # (b, k, vocab)
             new = draw(filter_logits(logits, temperature, top_k, top_p), gumbel)  # (b, k)
             tokens[:, frame, cell] = new
             drawn[frame, cell] = True
@@ -422,7 +424,7 @@ class Model(torch.nn.Module):
         before = (frame * n + cell - 1).clamp(min=0)
         frame_before, cell_before = before // n, before % n
         inputs = torch.where(drawn[frame_before, cell_before], tokens[:, frame_before, cell_before], newest[:, cell_before])
-        return inputs.masked_fill((frame - window) * n + cell == 0, self.transformer.start_token)  # the window's first slot
+        return inputs.masked_fill((frame - window) * n + cell == 0, self.transformer.start_token)  # the window opens with it
 
     def _diagonal_cache(self, tokens, drawn, newest, window, start):
         """A fresh cache holding every token drawn so far in frames window..start-1, in raster order (one pass, if any)."""
@@ -430,7 +432,8 @@ class Model(torch.nn.Module):
         frame, cell = drawn[window:start].nonzero(as_tuple=True)
         if len(frame):
             frame = frame + window
-            self.transformer(self._diagonal_inputs(tokens, drawn, newest, frame, cell, window), cache, (frame - window) * self.tokens_per_frame + cell)
+            positions = (frame - window) * self.tokens_per_frame + cell
+            self.transformer(self._diagonal_inputs(tokens, drawn, newest, frame, cell, window), cache, positions)
         return cache
 
     def _record(self, trace, tokens, steps, logits, temperature, top_k, top_p):

@@ -165,7 +165,7 @@ class VideoTransformer(nn.Module):
             raise ValueError(f"{start + n} positions exceed the window of {self.config.max_tokens} tokens "
                              f"({self.config.max_frames} frames); roll out with a sliding window instead")
         following = torch.arange(start, start + n, device=inputs.device)
-        if positions is not None and not (positions.shape == (n,) and 0 <= positions.min() and positions.max() < self.config.max_tokens):
+        if positions is not None and (positions.shape != (n,) or positions.min() < 0 or positions.max() >= self.config.max_tokens):
             raise ValueError(f"positions must be ({n},) and lie in [0, {self.config.max_tokens}), got {positions.tolist()}")
         in_order = (positions is None or torch.equal(positions, following)) and (cache is None or cache.in_order)
         positions = following if positions is None else positions
