@@ -16,7 +16,7 @@ import torch
 
 from minivid import checkpoints, metrics
 
-GENERATOR_FAMILIES = ("diffusion", "autoregressive", "hybrid", "dit")  # the judge and the tokenizer only read clips
+GENERATOR_FAMILIES = ("diffusion", "autoregressive", "hybrid", "dit", "student")  # the judge and the tokenizer only read clips
 BATCH_SIZE = 32  # clips generated together
 BASELINES = {"copy last frame": metrics.copy_last_frame, "black frames": metrics.blank_frames}
 

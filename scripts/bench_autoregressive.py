@@ -1,7 +1,7 @@
 """Sampling cost and quality of the pretrained autoregressive model on this machine, in one run.
 
     python scripts/bench_autoregressive.py [--clips 32] [--repeats 3] [--json out.json]
-        [--only kv,ten,parallel,diagonal,exposure] [--diagonal 32,16,8,15:1] [--threads N]
+        [--only kv,ten,parallel,diagonal,exposure] [--diagonal 32,16,8,15:1] [--threads N] [--device cuda]
 
 1. KV cache: one frame (64 tokens) after 10 context frames, with and without the cache; same tokens.
 2. One 10-frame prediction (one clip), token by token with the cache: the CPU time a notebook waits.
@@ -29,12 +29,20 @@ import minivid
 from minivid import bench, data, metrics
 
 
+def sync():
+    """Wait for queued GPU work, so that a clock read after it counts it."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def median_seconds(fn, repeats):
     fn()
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -51,19 +59,22 @@ def diagonal_settings(text):
     return settings
 
 
-def diagonal_table(model, clips, settings, repeats):
+def diagonal_table(model, clips, settings, repeats, device="cpu"):
     """Sequential and each diagonal setting: MSE/SSIM from one protocol run, seconds from runs taken in turns."""
     runs = [("sequential", {})] + [(f"diagonal lag {k['lag']}, row_lag {k['row_lag']}", k) for k in settings]
     rows = []
     for label, kwargs in runs:  # also the warm-up
-        result = metrics.evaluate(model, num_clips=len(clips), batch_size=len(clips), progress=False, generate_kwargs=kwargs)
+        result = metrics.evaluate(model, num_clips=len(clips), batch_size=len(clips), progress=False,
+                                  generate_kwargs=kwargs, device=device)
         rows.append({"decoding": label, "kwargs": kwargs, "mse": result["mse"], "ssim": result["ssim"],
                      "passes_per_clip": bench.network_evaluations(model, kwargs)})
     seconds = defaultdict(list)
     for _ in range(repeats):
         for label, kwargs in runs:
+            sync()
             start = time.perf_counter()
             model.generate(clips[:, :10], 10, seed=0, progress=False, **kwargs)
+            sync()
             seconds[label].append(time.perf_counter() - start)
     for row in rows:
         row["seconds_per_clip"] = statistics.median(seconds[row["decoding"]]) / len(clips)
@@ -84,6 +95,7 @@ def main():
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections, of {SECTIONS}")
     parser.add_argument("--diagonal", default="32,16,8,15:1", help="diagonal settings LAG[:ROW_LAG], comma-separated")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the diagonal table; other sections stay on the CPU)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -93,8 +105,12 @@ def main():
     model = minivid.pretrained("autoregressive")
     clips = data.standard_test_set(args.clips)
     one = clips[:1, :10]
-    out = {"threads": torch.get_num_threads(), "clips": args.clips, "repeats": args.repeats}
-    print(f"cpu, {out['threads']} threads")
+    out = {"threads": torch.get_num_threads(), "clips": args.clips, "repeats": args.repeats, "device": args.device}
+    if args.device == "cpu":
+        print(f"cpu, {out['threads']} threads")
+    else:
+        out["device_name"] = torch.cuda.get_device_name(args.device)
+        print(out["device_name"])
 
     if "kv" in only:
         kv_cache(model, one, args.repeats, out)
@@ -104,7 +120,9 @@ def main():
     if "parallel" in only:
         out["decoding"] = parallel_table(model, args.clips)
     if "diagonal" in only:
-        out["diagonal"] = diagonal_table(model, clips, diagonal_settings(args.diagonal), args.repeats)
+        on = model.to(args.device)
+        out["diagonal"] = diagonal_table(on, clips.to(args.device), diagonal_settings(args.diagonal), args.repeats, args.device)
+        model = on.to("cpu")
     if "exposure" in only:
         out["exposure_bias"] = exposure_bias(model, clips)
     if args.json:
