@@ -65,6 +65,16 @@ def alpha_bar_from_betas(betas: torch.Tensor) -> torch.Tensor:
     return torch.cumprod(1 - betas, dim=0).float()
 
 
+def alpha_bar_for(config) -> torch.Tensor:
+    """The alpha-bar table of a diffusion family's Config (its `schedule`, `prediction` and `diffusion_steps`),
+    after checking that the schedule and the prediction are ones this module knows."""
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {config.schedule!r}; expected one of {SCHEDULES}")
+    if config.prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {config.prediction!r}; expected one of {PREDICTIONS}")
+    return alpha_bar_from_betas(make_betas(config.schedule, config.diffusion_steps))
+
+
 def _check_steps(num_steps):
     if int(num_steps) != num_steps or num_steps < 1:
         raise ValueError(f"the number of diffusion steps must be a positive integer, got {num_steps!r}")

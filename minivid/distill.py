@@ -198,10 +198,7 @@ class Model(torch.nn.Module):
 
     def __init__(self, config: Config = Config()):
         super().__init__()
-        if config.schedule not in diffusion.SCHEDULES:
-            raise ValueError(f"unknown schedule {config.schedule!r}; expected one of {diffusion.SCHEDULES}")
-        if config.prediction not in diffusion.PREDICTIONS:
-            raise ValueError(f"unknown prediction {config.prediction!r}; expected one of {diffusion.PREDICTIONS}")
+        self.register_buffer("alpha_bar", diffusion.alpha_bar_for(config), persistent=False)  # checks schedule and prediction
         if not 0 < config.max_context < config.num_frames:
             raise ValueError(f"max_context must lie in [1, num_frames), got {config.max_context}")
         ts = config.timesteps
@@ -215,8 +212,6 @@ class Model(torch.nn.Module):
         self.config = config
         self.net = UNet3D(network_config(config, temporal=True, causal=True, max_frames=config.num_frames,
                                          spacetime=config.spacetime))
-        betas = diffusion.make_betas(config.schedule, config.diffusion_steps)
-        self.register_buffer("alpha_bar", diffusion.alpha_bar_from_betas(betas), persistent=False)
         self.teacher = None  # a Teacher while training (attach_teacher); never saved
         self.teacher_grid = tuple(teacher_grid(ts, config.teacher_steps))  # plain ints: no tensor work in the step
         self.timesteps_for(config.sample_steps)  # the default must be one it is trained for

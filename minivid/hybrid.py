@@ -83,10 +83,7 @@ class Model(torch.nn.Module):
         super().__init__()
         if config.noise not in NOISES:
             raise ValueError(f"unknown training noise {config.noise!r}; expected one of {NOISES}")
-        if config.schedule not in diffusion.SCHEDULES:
-            raise ValueError(f"unknown schedule {config.schedule!r}; expected one of {diffusion.SCHEDULES}")
-        if config.prediction not in diffusion.PREDICTIONS:
-            raise ValueError(f"unknown prediction {config.prediction!r}; expected one of {diffusion.PREDICTIONS}")
+        self.register_buffer("alpha_bar", diffusion.alpha_bar_for(config), persistent=False)  # checks schedule and prediction
         if not 0 < config.max_context < config.num_frames:
             raise ValueError(f"max_context must lie in [1, num_frames), got {config.max_context}")
         self.config = config
@@ -94,8 +91,6 @@ class Model(torch.nn.Module):
         # level, not extra channels), with causal temporal layers added
         self.net = UNet3D(network_config(config, temporal=True, causal=True, max_frames=config.num_frames,
                                              spacetime=config.spacetime))
-        betas = diffusion.make_betas(config.schedule, config.diffusion_steps)
-        self.register_buffer("alpha_bar", diffusion.alpha_bar_from_betas(betas), persistent=False)
 
     def forward(self, x_t, t):
         return self.net(x_t, t)

@@ -53,10 +53,7 @@ class Model(torch.nn.Module):
 
     def __init__(self, config: Config = Config()):
         super().__init__()
-        if config.schedule not in diffusion.SCHEDULES:
-            raise ValueError(f"unknown schedule {config.schedule!r}; expected one of {diffusion.SCHEDULES}")
-        if config.prediction not in diffusion.PREDICTIONS:
-            raise ValueError(f"unknown prediction {config.prediction!r}; expected one of {diffusion.PREDICTIONS}")
+        self.register_buffer("alpha_bar", diffusion.alpha_bar_for(config), persistent=False)  # checks schedule and prediction
         self.config = config
         self.net = UNet3D(
             UNetConfig(
@@ -71,8 +68,6 @@ class Model(torch.nn.Module):
                 max_frames=config.num_frames,
             )
         )
-        betas = diffusion.make_betas(config.schedule, config.diffusion_steps)
-        self.register_buffer("alpha_bar", diffusion.alpha_bar_from_betas(betas), persistent=False)
 
     def forward(self, x_t, t, cond=None, cond_mask=None):
         return self.net(x_t, t, cond, cond_mask)
