@@ -48,6 +48,8 @@ def test_bench_lists_generators_only_and_counts_transformer_passes():
     assert bench.network_evaluations(model, {}) == 1 + 10 * 64
     # parallel: the context once, then per frame at most `iterations` passes and one to store the frame
     assert 1 + 10 <= bench.network_evaluations(model, {"decoding": "parallel", "iterations": 3}) <= 1 + 10 * (3 + 1)
+    # diagonal: the context once, then one pass per step; frame t + 1 starts `lag` steps after frame t
+    assert bench.network_evaluations(model, {"decoding": "diagonal", "lag": 16}) == 1 + 9 * 16 + 64
 
 
 def test_bench_counts_calls_per_clip_over_several_batches(monkeypatch):

@@ -78,6 +78,8 @@ def _tiny(family: str):
     ("autoregressive", 3, 3, {}),                          # past the 4-frame window: the cache is refilled
     ("autoregressive", 0, 2, {"use_cache": False}),
     ("autoregressive", 1, 2, {"decoding": "parallel", "iterations": 1}),
+    ("autoregressive", 2, 2, {"decoding": "diagonal", "lag": 16}),        # one pass per step: 16 + 64, plus the read
+    ("autoregressive", 2, 4, {"decoding": "diagonal", "lag": 8, "row_lag": 1}),   # rows overlap; the window slides
 ])
 def test_network_evaluations_are_what_generate_does(family, num_context, num_frames, kwargs):
     model = _tiny(family).eval()

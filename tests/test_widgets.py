@@ -121,3 +121,71 @@ def test_token_widget_callbacks(ar_model):
     assert ex.state.runs == 1 and ex.position.value == 63 and not ex.is_stale()
     ex.decoding.value = "parallel"
     assert not ex.iterations.disabled
+    assert ex.lag.disabled  # only diagonal decoding has a lag
+    ex.decoding.value = "diagonal"
+    assert ex.iterations.disabled and not ex.lag.disabled and ex.is_stale()
+    assert "press Sample" in ex.status.value
+
+
+def test_token_state_diagonal_overlaps_frames(ar_model):
+    from minivid.widgets import TokenRolloutState
+
+    state = TokenRolloutState(ar_model, num_clips=2, num_frames=2)
+    sequential = state.sample()
+    state.update(decoding="diagonal", lag=16)
+    diagonal = state.sample()
+    assert state.runs == 2 and state.key()[-1] == ("lag", 16)
+    # one pass reads the context, then one per step: frame 2 starts 16 steps after frame 1, which takes 64
+    assert state.num_positions() == 16 + 64 and diagonal["passes"] == 1 + 16 + 64
+    assert diagonal["passes"] < sequential["passes"] == 1 + 2 * 64
+    assert diagonal["passes"] == ar_model.network_evaluations(10, 2, decoding="diagonal", lag=16)
+    assert "81 network passes" in state.passes_label() and "lag 16" in state.passes_label()
+    # frame 1 never sees frame 2 (a later position): with the same seed it is token by token's frame 1
+    assert torch.equal(diagonal["trace"]["tokens"][0, 0], sequential["trace"]["tokens"][0, 0])
+
+    # step 41: frame 1 draws its 41st token and frame 2 its 25th, in the same network pass
+    assert state.active(15) == [0] and state.active(40) == [0, 1] and state.active(64) == [1]
+    assert state.step_label(40) == "step 41/80: frame 1/2, token 41/64 and frame 2/2, token 25/64"
+    (f1, g1), (f2, g2) = state.grid_at(40, 0), state.grid_at(40, 1)
+    assert (f1, f2) == (0, 1) and int((g1 >= 0).sum()) == 41 and int((g2 >= 0).sum()) == 25  # both partly drawn
+    assert state.grid_at(40)[0] == 1  # the default: the newest frame drawing
+    assert [int(state.new_at(40, f).sum()) for f in (0, 1)] == [1, 1] and bool(state.new_at(40, 0)[5, 0])  # token 41 = row 6
+    assert int(state.new_at(70, 0).sum()) == 0 and int((state.grid_at(70, 0)[1] >= 0).sum()) == 64  # frame 1 done
+    assert int((state.grid_at(10, 1)[1] >= 0).sum()) == 0  # frame 2 not started
+    # every token fixed once, at step frame * lag + its raster index: the two frames' diagonals share colours
+    assert torch.equal(state.fixed_at(1).flatten(), 16 + torch.arange(64))
+    frames = state.frames_at(40)
+    assert frames[1].abs().sum() > 0 and not torch.equal(frames[0], state.frames_at(79)[0])  # frame 2 shows while 1 fills
+    assert torch.equal(state.frames_at(79), diagonal["video"])  # the last step: the finished rollout
+    assert state.shown_frames(0) == state.shown_frames(79) == [0, 1]  # two grids throughout: the panel keeps its size
+    assert bytes(state.panels_png(40)).startswith(b"\x89PNG")
+
+    # the same seed gives the same tokens in a fresh state; lag 64 is token by token, token for token
+    again = TokenRolloutState(ar_model, num_clips=2, num_frames=2)
+    again.update(decoding="diagonal", lag=16)
+    assert torch.equal(again.sample()["trace"]["tokens"], diagonal["trace"]["tokens"])
+    state.update(lag=64)
+    assert torch.equal(state.sample()["trace"]["tokens"], sequential["trace"]["tokens"])
+    assert max(len(state.active(p)) for p in range(state.num_positions())) == 1  # frames one after another
+    state.update(iterations=7)  # not a diagonal setting: still cached
+    assert state.rollout is not None and state.runs == 3
+    for bad in (0, 65, 2.5, True):
+        with pytest.raises(ValueError, match="lag must be an integer from 1 to 64"):
+            state.update(lag=bad)
+
+
+def test_token_widget_diagonal(ar_model):
+    from minivid.widgets import TokenRollout
+
+    ex = TokenRollout(ar_model, num_clips=2, num_frames=2)
+    ex.decoding.value = "diagonal"
+    ex.lag.value = 8
+    ex.run.click()
+    assert ex.position.max == 8 + 63 and "73 network passes" in ex.passes.value  # sequential: 129
+    ex.position.value = 20
+    assert ex.step_label.value == "step 21/72: frame 1/2, token 21/64 and frame 2/2, token 13/64"
+    ex.lag.value = 16
+    assert ex.is_stale() and "press Sample" in ex.status.value
+    ex.lag.value = 8  # cached
+    assert not ex.is_stale() and ex.state.runs == 1
+    assert bytes(ex.preview().data).startswith(b"\x89PNG")
