@@ -215,9 +215,10 @@ def test_denoise_explorer_in_jupyterlab(browser, tmp_path):
         lab.stop()
 
 
-def test_stored_notebook_opens_without_widget_errors(browser, tmp_path):
+@pytest.mark.parametrize("name, widget", [("06_compare_methods", "Compare"), ("08_fast_generation", "StreamPlayer")])
+def test_stored_notebook_opens_without_widget_errors(browser, tmp_path, name, widget):
     """A stored tutorial notebook, opened as a learner first meets it: no widget errors, the widget previews show."""
-    source = Path(__file__).resolve().parent.parent / "notebooks" / "06_compare_methods.ipynb"
+    source = Path(__file__).resolve().parent.parent / "notebooks" / f"{name}.ipynb"
     shutil.copy(source, tmp_path / source.name)
     lab = JupyterLab(tmp_path)
     errors: list[str] = []
@@ -225,10 +226,54 @@ def test_stored_notebook_opens_without_widget_errors(browser, tmp_path):
     try:
         page = open_notebook(browser, lab, source.name, errors)
         notebook = page.locator(".jp-Notebook")
-        notebook.get_by_text("Compare widget (run the notebook to use it").first.wait_for(state="attached", timeout=30_000)
+        notebook.get_by_text(f"{widget} widget (run the notebook to use it").first.wait_for(state="attached", timeout=30_000)
         previews = page.locator(".jp-OutputArea-output[data-mime-type='image/png'] img")
         assert previews.count() >= 2  # the figures and the widgets' stored pictures
         page.wait_for_timeout(2_000)  # a stored widget view would fail about now, once the widget manager looks
+        assert widget_errors(page, errors) == []
+    except Exception:
+        report_failure(page, tmp_path)
+        raise
+    finally:
+        lab.stop()
+
+
+STREAM_CELLS = [
+    "import torch\nfrom minivid import data, distill, widgets\ntorch.manual_seed(0)\n"
+    "student = distill.Model(distill.Config(**{**distill.PRESETS['nano'].__dict__, 'num_frames': 6, 'max_context': 3}))\n"
+    "with torch.no_grad():  # random weights, so the frames differ (an untrained student draws them all alike)\n"
+    "    for p in student.parameters():\n"
+    "        torch.nn.init.normal_(p, std=0.05)\n"
+    "player = widgets.StreamPlayer(student.eval(), context=data.standard_test_set(1)[:, :3])\n"
+    "player.num_frames.value = 10\n"
+    "player",
+]
+
+
+def test_stream_player_in_jupyterlab(browser, tmp_path):
+    """Start pressed with the mouse: frames stream in the background and show on screen, with the readout."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in STREAM_CELLS])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "stream.ipynb")
+    lab = JupyterLab(tmp_path)
+    errors: list[str] = []
+    page = None
+    try:
+        page = open_notebook(browser, lab, "stream.ipynb", errors)
+        run_all(page)
+        widget = page.locator(".jp-OutputArea-output > .widget-vbox").first
+        start = widget.get_by_role("button", name="Start")
+        wait_for(page, start, timeout=90)
+        start.click()
+        done = widget.get_by_text("done: 10 frames")
+        wait_for(page, done, timeout=90)  # streamed in a thread; the page heard of every frame
+        assert widget.locator(".widget-html-content").filter(has_text="frame 10/10").count() == 1  # the readout
+        frame = widget.locator("img.minivid-pixels").first
+        box = frame.bounding_box()
+        natural = frame.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+        assert [round(box["width"]), round(box["height"])] == natural == [192, 192]  # 64 px at zoom 3, not stretched
+        assert widget.bounding_box()["height"] <= LAPTOP_HEIGHT
+        assert not start.is_disabled()  # controls are given back when the stream ends
         assert widget_errors(page, errors) == []
     except Exception:
         report_failure(page, tmp_path)
