@@ -11,6 +11,7 @@ saying why, where either is missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -166,15 +167,29 @@ def report_failure(page, folder: Path):
         print(f"the page at the failure: {folder / 'failure.png'}; JupyterLab's log: {folder / '.jupyterlab.log'}")
 
 
-def test_denoise_explorer_in_jupyterlab(browser, tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in NOTEBOOK_CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "widget.ipynb")
-    lab = JupyterLab(tmp_path)
+@contextlib.contextmanager
+def notebook_in_lab(browser, folder: Path, name: str, cells: list[str] | None = None):
+    """Open `name` in a fresh JupyterLab over `folder` (written first from `cells`, if given): yields (page, errors).
+    A failure inside keeps a screenshot (`report_failure`); the server stops either way."""
+    if cells is not None:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in cells])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, folder / name)
+    lab = JupyterLab(folder)
     errors: list[str] = []
     page = None
     try:
-        page = open_notebook(browser, lab, "widget.ipynb", errors)
+        page = open_notebook(browser, lab, name, errors)
+        yield page, errors
+    except Exception:
+        report_failure(page, folder)
+        raise
+    finally:
+        lab.stop()
+
+
+def test_denoise_explorer_in_jupyterlab(browser, tmp_path):
+    with notebook_in_lab(browser, tmp_path, "widget.ipynb", NOTEBOOK_CELLS) as (page, errors):
         run_all(page)
         widget = page.locator(".jp-OutputArea-output > .widget-vbox").first
         label = widget.locator(".widget-html-content").filter(has_text="step 4/4")
@@ -208,11 +223,6 @@ def test_denoise_explorer_in_jupyterlab(browser, tmp_path):
         widget.locator(".widget-html-content").filter(has_text="step 2/4").wait_for(timeout=30_000)
         new_pixels(strip, noisy)
         assert widget_errors(page, errors) == []
-    except Exception:
-        report_failure(page, tmp_path)
-        raise
-    finally:
-        lab.stop()
 
 
 @pytest.mark.parametrize("name, widget", [("06_compare_methods", "Compare"), ("08_fast_generation", "StreamPlayer")])
@@ -220,22 +230,13 @@ def test_stored_notebook_opens_without_widget_errors(browser, tmp_path, name, wi
     """A stored tutorial notebook, opened as a learner first meets it: no widget errors, the widget previews show."""
     source = Path(__file__).resolve().parent.parent / "notebooks" / f"{name}.ipynb"
     shutil.copy(source, tmp_path / source.name)
-    lab = JupyterLab(tmp_path)
-    errors: list[str] = []
-    page = None
-    try:
-        page = open_notebook(browser, lab, source.name, errors)
+    with notebook_in_lab(browser, tmp_path, source.name) as (page, errors):
         notebook = page.locator(".jp-Notebook")
         notebook.get_by_text(f"{widget} widget (run the notebook to use it").first.wait_for(state="attached", timeout=30_000)
         previews = page.locator(".jp-OutputArea-output[data-mime-type='image/png'] img")
         assert previews.count() >= 2  # the figures and the widgets' stored pictures
         page.wait_for_timeout(2_000)  # a stored widget view would fail about now, once the widget manager looks
         assert widget_errors(page, errors) == []
-    except Exception:
-        report_failure(page, tmp_path)
-        raise
-    finally:
-        lab.stop()
 
 
 STREAM_CELLS = [
@@ -252,14 +253,7 @@ STREAM_CELLS = [
 
 def test_stream_player_in_jupyterlab(browser, tmp_path):
     """Start pressed with the mouse: frames stream in the background and show on screen, with the readout."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in STREAM_CELLS])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, tmp_path / "stream.ipynb")
-    lab = JupyterLab(tmp_path)
-    errors: list[str] = []
-    page = None
-    try:
-        page = open_notebook(browser, lab, "stream.ipynb", errors)
+    with notebook_in_lab(browser, tmp_path, "stream.ipynb", STREAM_CELLS) as (page, errors):
         run_all(page)
         widget = page.locator(".jp-OutputArea-output > .widget-vbox").first
         start = widget.get_by_role("button", name="Start")
@@ -275,8 +269,3 @@ def test_stream_player_in_jupyterlab(browser, tmp_path):
         assert widget.bounding_box()["height"] <= LAPTOP_HEIGHT
         assert not start.is_disabled()  # controls are given back when the stream ends
         assert widget_errors(page, errors) == []
-    except Exception:
-        report_failure(page, tmp_path)
-        raise
-    finally:
-        lab.stop()

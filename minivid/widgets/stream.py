@@ -24,7 +24,8 @@ import torch
 
 from minivid import data
 from minivid.widgets.methods import check_settings
-from minivid.widgets.view import LABEL, WidgetView, check_zoom, frames_strip, image_slot, labelled, png_bytes, show_png
+from minivid.widgets.view import (LABEL, WidgetView, check_zoom, error_html, frames_strip, image_slot, labelled, png_bytes,
+                                  show_png)
 
 FPS_WINDOW = 5  # frames per second are read over this many newest frames: current, yet not one frame's jitter
 
@@ -278,7 +279,7 @@ class StreamPlayer(WidgetView):
         except Exception as err:  # shown inside the widget: a thread's error would otherwise go nowhere visible
             self.failed = True
             self.status.value = "failed: the error is shown below"
-            self.error.value = f"<pre style='color:#b00020; white-space:pre-wrap'>{_escape(type(err).__name__ + ': ' + str(err))}</pre>"
+            self.error.value = error_html(f"{type(err).__name__}: {err}", block=True)
             self.error.layout.display = None
         finally:
             self.state.stop()
@@ -302,9 +303,3 @@ class StreamPlayer(WidgetView):
         return [(self.state.readout(), self.image.value),
                 (f"model time per frame, one bar each (tallest {max(self.state.seconds) * 1000:.0f} ms)", self.bar_image.value),
                 (f"the newest {min(20, n)} frames, 10 to a row ({self.state.summary()})", png_bytes(self.state.strip(last=20), 1))]
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)

@@ -16,13 +16,15 @@ is the judge's reading of one clip against its caption, as the widget shows it.
 from __future__ import annotations
 
 import time
+from html import escape
 
 import numpy as np
 import torch
 
 from minivid import captions, viz
 from minivid.widgets.methods import check_settings
-from minivid.widgets.view import LABEL, WidgetView, check_zoom, frames_strip, image_slot, png_bytes, show_png, table_png
+from minivid.widgets.view import (LABEL, WidgetView, check_zoom, error_html, frames_strip, image_slot, png_bytes, show_png,
+                                  table_png)
 
 DEFAULT_CAPTION = "a 3 moving right and a 7 moving up-left"
 
@@ -203,7 +205,7 @@ class TextToVideo(WidgetView):
         self.state.update(caption=self.caption.value, guidance=float(self.guidance.value), seed=int(self.seed.value),
                           steps=int(self.steps.value))
         message = self.state.caption_error()
-        self.error.value = "" if message is None else f"<span style='color:#b00020'>{_escape(message)}</span>"
+        self.error.value = "" if message is None else error_html(message)
         self.error.layout.display = "none" if message is None else None
         self.run.disabled = message is not None
         if self.state.result is not None:  # cached: show at once
@@ -239,19 +241,13 @@ class TextToVideo(WidgetView):
         return parts
 
 
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
 def _verdict_html(v: dict | None) -> str:
     if v is None:
         return "<i>no judge given: pass judge=minivid.pretrained('judge') to check the clip against its caption</i>"
     colour = "#1b7f3b" if v["faithful"] else "#b00020"
     head = (f"<b style='color:{colour}'>{'match' if v['faithful'] else 'no match'}</b>: the judge sees "
-            f"<i>{_escape(v['seen'] or 'no digit')}</i>")
+            f"<i>{escape(v['seen'] or 'no digit')}</i>")
     rows = verdict_rows(v)
-    table = "".join("<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{_escape(c)}</{'th' if i == 0 else 'td'}>" for c in row)
+    table = "".join("<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{escape(c)}</{'th' if i == 0 else 'td'}>" for c in row)
                     + "</tr>" for i, row in enumerate(rows))
     return f"<div style='margin-left:16px'>{head}<table class='minivid-table'>{table}</table></div>"

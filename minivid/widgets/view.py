@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import struct
 
@@ -65,6 +66,12 @@ def png_size(png: bytes) -> tuple[int, int]:
     if not png.startswith(b"\x89PNG\r\n\x1a\n") or len(png) < 24:
         raise ValueError("not a PNG image")
     return struct.unpack(">II", png[16:24])
+
+
+def error_html(message: str, block: bool = False) -> str:
+    """An error message for a widget's HTML slot, escaped and in red; block=True keeps its line breaks."""
+    tag, style = ("pre", "color:#b00020; white-space:pre-wrap") if block else ("span", "color:#b00020")
+    return f"<{tag} style='{style}'>{html.escape(message)}</{tag}>"
 
 
 def frames_strip(frames, every: int = 1) -> np.ndarray:
