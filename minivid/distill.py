@@ -124,13 +124,14 @@ def teacher_trajectory(teacher, clips, given, grid, keep, noise=None, generator=
     alpha_bar = teacher.alpha_bar
     x = torch.randn(clips.shape, generator=generator, device=clips.device) if noise is None else noise
     cond_mask = given.to(clips.dtype)
+    guess = teacher.guess(clips, cond_mask) if getattr(teacher, "predictor", None) is not None else None
     states = []
     for i, t in enumerate(grid):
         if t in keep:
             states.append(x)
         t_prev = grid[i + 1] if i + 1 < len(grid) else -1
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        out = teacher(x, tt, cond=clips, cond_mask=cond_mask).float()
+        out = teacher(x, tt, cond=clips, cond_mask=cond_mask, guess=guess).float()
         x0, _ = diffusion.x0_eps_from(teacher.config.prediction, out, x, tt, alpha_bar)
         x0 = x0.clamp(-1, 1)  # as the teacher's sampler does, with eps made to agree
         ab = diffusion.alpha_bar_at(alpha_bar, tt, x.ndim)

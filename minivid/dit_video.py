@@ -46,6 +46,8 @@ class Config:
     max_context: int = 10  # context lengths drawn in training: 1..10 (the protocol gives 10)
     p_text_only: float = 0.5  # clips with no context frames at all: text-to-video is half the job
     p_drop_caption: float = 0.1  # captions dropped this often: the unconditional model CFG needs (DiT uses 0.1)
+    clean_context: bool = False  # True: given frames enter the noisy input clean too, so a context token
+    # carries no noise (the 3D UNet's masked conditioning keeps them noisy beside the clean copy)
     schedule: str = "cosine"  # as the 3D UNet, so the two differ only in the network
     diffusion_steps: int = 1000  # T, as in DDPM
     prediction: str = "v"  # as the 3D UNet
@@ -77,6 +79,8 @@ class Model(torch.nn.Module):
         ))
 
     def forward(self, x_t, t, cond=None, cond_mask=None, text=None):
+        if self.config.clean_context and cond is not None and cond_mask is not None:
+            x_t = torch.where(cond_mask[:, :, None, None, None] > 0, cond.to(x_t.dtype), x_t)
         return self.net(x_t, t, cond, cond_mask, text)
 
     # -- training ----------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def evaluate(
         if module is not None:
             module.train(was_training)
     seconds = time.perf_counter() - start
-    result = {"clips": num_clips, "context": context, "future": future, "seed": seed, "seconds": seconds}
+    result = {"clips": num_clips, "context": context, "future": future, "seed": seed, "seconds": seconds, "batch_size": batch_size}
     if speed != 0.1:
         result["speed"] = speed
     result.update(_summarize({name: torch.cat(v) for name, v in values.items()}))

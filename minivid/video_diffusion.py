@@ -5,6 +5,13 @@ saying which frames are given. Training draws a context length per clip (0 to `m
 with probability `p_uncond`, which is also what classifier-free guidance needs), noises the whole
 clip to one timestep, and scores only the frames to be generated. Sampling runs the shared loop
 in `minivid/diffusion.py` (DDIM, or DDPM with eta = 1) on the whole clip at once.
+
+Optionally (`predictor` > 0) a second, narrower 3D UNet learns the future deterministically, with a
+plain MSE loss on the frames to be generated: its guess (the mean future, a blur where it is unsure)
+enters the denoiser as one more input channel. The predictor gets the motion, diffusion adds the
+detail (after Yang, Srivastava & Mandt 2022, "Diffusion Probabilistic Modeling for Video Generation",
+whose diffusion models the residual). The denoiser still predicts the clean clip, so sampling and its
+trace are unchanged.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ class Config:
     prediction: str = "v"  # v-prediction is well-conditioned at both ends of the schedule
     min_snr_gamma: float = 0.0  # 0: the plain loss; 5: min-SNR-5 weighting (Hang et al. 2023)
     sample_steps: int = 20  # DDIM steps used by default (CPU-friendly; 50 is a little better)
+    predictor: int = 0  # 0: none; else the width of a deterministic predictor whose guess the denoiser sees
 
 
 PRESETS = {
@@ -57,7 +65,6 @@ class Model(torch.nn.Module):
         self.config = config
         self.net = UNet3D(
             UNetConfig(
-                in_channels=3,
                 base_channels=config.base_channels,
                 channel_mults=tuple(config.channel_mults),
                 blocks_per_level=config.blocks_per_level,
@@ -66,11 +73,32 @@ class Model(torch.nn.Module):
                 patch=config.patch,
                 spacetime=config.spacetime,
                 max_frames=config.num_frames,
+                in_channels=4 if config.predictor else 3,  # noisy, context, mask (, guess)
+                guess=bool(config.predictor),
             )
         )
+        self.predictor = None
+        if config.predictor:  # the same layout, narrower; it sees the context and its mask, no noise
+            self.predictor = UNet3D(UNetConfig(
+                base_channels=config.predictor, channel_mults=tuple(config.channel_mults),
+                blocks_per_level=config.blocks_per_level, attention_levels=tuple(config.attention_levels),
+                heads=config.heads, patch=config.patch, max_frames=config.num_frames,
+            ))
 
-    def forward(self, x_t, t, cond=None, cond_mask=None):
-        return self.net(x_t, t, cond, cond_mask)
+    def forward(self, x_t, t, cond=None, cond_mask=None, guess=None):
+        return self.net(x_t, t, cond, cond_mask, guess)
+
+    def guess(self, cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:
+        """The predictor's deterministic guess of every frame (model range), the given frames kept as given.
+
+        cond: (b, t, c, h, w) in [-1, 1] (only the given frames are read); cond_mask: (b, t), 1 = given.
+        """
+        if self.predictor is None:
+            raise ValueError("this model has no predictor (config.predictor is 0)")
+        mask = cond_mask.to(cond.dtype)[:, :, None, None, None]
+        clean = torch.full(cond.shape[:2], -1, device=cond.device)  # t = -1: no noise anywhere
+        out = self.predictor(torch.zeros_like(cond), clean, cond, cond_mask)
+        return mask * cond + (1 - mask) * out
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -84,9 +112,15 @@ class Model(torch.nn.Module):
         k = torch.where(torch.rand(b, device=x0.device) < c.p_uncond, 0, k)
         cond_mask = (torch.arange(t, device=x0.device)[None] < k[:, None]).float()  # (b, t): 1 = given
         timesteps = torch.randint(0, c.diffusion_steps, (b,), device=x0.device)
-        return diffusion.loss(
+        guess, guess_loss = None, 0.0
+        if self.predictor is not None:  # plain MSE on the frames to be generated; the denoiser sees it fixed
+            guess = self.guess(x0, cond_mask)
+            per_frame = ((guess.float() - x0.float()) ** 2).mean(dim=(2, 3, 4))  # (b, t)
+            guess_loss = (per_frame * (1 - cond_mask)).sum() / (1 - cond_mask).sum().clamp(min=1)
+            guess = guess.detach()
+        return guess_loss + diffusion.loss(
             self, x0, timesteps, self.alpha_bar, c.prediction, mask=1 - cond_mask, min_snr_gamma=c.min_snr_gamma,
-            cond=x0, cond_mask=cond_mask,
+            cond=x0, cond_mask=cond_mask, guess=guess,
         )
 
     # -- sampling ----------------------------------------------------------------------------------
@@ -106,8 +140,9 @@ class Model(torch.nn.Module):
     ):
         """`num_frames` frames after `context` (b, t0, c, h, w) in [0, 1]; t0 may be 0.
 
-        sampler 'ddim' (eta 0 by default) or 'ddpm' (eta 1); steps: reverse steps (default
-        config.sample_steps); guidance: classifier-free guidance weight w (0 = none).
+        sampler 'ddim' (eta 0 by default) or 'ddpm' (eta 1), or, for a model with a predictor, 'predictor'
+        (its deterministic guess alone); steps: reverse steps (default config.sample_steps); guidance:
+        classifier-free guidance weight w (0 = none).
         Returns (b, num_frames, c, h, w) in [0, 1], or (video, trace) with the trace of every step.
         """
         validate_video(context, "context", channels=1, size=64)
@@ -120,8 +155,13 @@ class Model(torch.nn.Module):
                 f"context ({t0}) + num_frames ({num_frames}) = {t0 + num_frames} frames, but this model "
                 f"generates clips of at most {c.num_frames}; use fewer frames or the hybrid for long rollouts"
             )
+        if sampler == "predictor" and self.predictor is not None:  # the deterministic guess alone: no diffusion
+            if return_trace:
+                raise ValueError("sampler 'predictor' makes one deterministic guess: it has no denoising trace")
+            return self.predict_mean(context, num_frames)
         if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}")
+            extra = " or 'predictor' (the deterministic guess)" if self.predictor is not None else ""
+            raise ValueError(f"unknown sampler {sampler!r}; expected one of {SAMPLERS}{extra}")
         steps = c.sample_steps if steps is None else steps
         eta = (1.0 if sampler == "ddpm" else 0.0) if eta is None else eta
         if guidance < 0:
@@ -140,8 +180,9 @@ class Model(torch.nn.Module):
             steps=steps,
             eta=eta,
             prediction=c.prediction,
-            model_kwargs={"cond": cond, "cond_mask": cond_mask},
-            uncond_kwargs={"cond": cond, "cond_mask": torch.zeros_like(cond_mask)} if guidance > 0 else None,
+            model_kwargs={"cond": cond, "cond_mask": cond_mask, "guess": self._guess_or_none(cond, cond_mask)},
+            uncond_kwargs={"cond": cond, "cond_mask": torch.zeros_like(cond_mask),
+                           "guess": self._guess_or_none(cond, torch.zeros_like(cond_mask))} if guidance > 0 else None,
             guidance=guidance,
             generator=generator,
             device=device,
@@ -160,8 +201,35 @@ class Model(torch.nn.Module):
     def network_evaluations(self, num_context: int, num_frames: int, steps: int | None = None,
                             guidance: float = 0.0, **generate_kwargs) -> int:
         """How many network calls `generate` makes for these settings: one per step, two with guidance."""
+        if generate_kwargs.get("sampler") == "predictor" and self.predictor is not None:
+            return 1
         steps = self.config.sample_steps if steps is None else steps
-        return steps * (2 if guidance > 0 else 1)
+        predictor = 0 if self.predictor is None else 1  # one predictor call per pass (a narrower network)
+        return (steps + predictor) * (2 if guidance > 0 else 1)
+
+    def _guess_or_none(self, cond, cond_mask):
+        return None if self.predictor is None else self.guess(cond, cond_mask)
+
+    @torch.no_grad()
+    def predict_mean(self, context: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """The predictor's deterministic guess of `num_frames` frames after `context` (b, t0, c, h, w) in [0, 1].
+
+        One network call, no noise: the future this model expects on average (a blur where it is unsure),
+        which the denoiser refines into one sharp sample in `generate`.
+        """
+        validate_video(context, "context", channels=1, size=64)
+        if self.predictor is None:
+            raise ValueError("this model has no predictor (trained without --set predictor=WIDTH)")
+        b, t0 = context.shape[:2]
+        if int(num_frames) != num_frames or num_frames < 1 or t0 + num_frames > self.config.num_frames:
+            raise ValueError(f"num_frames must be a positive integer with context + num_frames <= "
+                             f"{self.config.num_frames}, got {num_frames!r} after {t0} context frames")
+        device = self.alpha_bar.device
+        cond = torch.zeros(b, t0 + num_frames, *context.shape[2:], device=device)
+        cond[:, :t0] = diffusion.to_model_range(context.to(device))
+        cond_mask = torch.zeros(b, t0 + num_frames, device=device)
+        cond_mask[:, :t0] = 1
+        return diffusion.from_model_range(self.guess(cond, cond_mask)[:, t0:]).clamp(0, 1)
 
 
 def from_image_model(image_model, config: Config) -> Model:
@@ -206,7 +274,8 @@ def build(preset: str, args=None) -> Model:
     return from_image_model(start, config)
 
 
-GROWABLE = ("spacetime", "min_snr_gamma")  # fields a continued run may change: new zero-output layers, the loss
+GROWABLE = ("spacetime", "min_snr_gamma", "predictor")  # fields a continued run may change: new zero-output layers
+# or input channels (a new predictor is trained from scratch; its guess enters through zero weights), the loss
 
 
 def continued(start, config, name: str = "the start model"):
@@ -217,6 +286,9 @@ def continued(start, config, name: str = "the start model"):
         raise ValueError(f"{name} holds a different configuration: {', '.join(fixed)}")
     if getattr(start.config, "spacetime", False) and not config.spacetime:
         raise ValueError(f"{name} has space-time attention; continue it with --set spacetime=True")
+    if getattr(start.config, "predictor", 0) and start.config.predictor != config.predictor:
+        raise ValueError(f"{name} has a predictor of width {start.config.predictor}; continue it with "
+                         f"--set predictor={start.config.predictor}")
     model = type(start)(config)
     grow(start.net, model.net)
     return model.train()

@@ -8,6 +8,7 @@ then reports "widget model not found". Each widget cell keeps its one-line text 
 the widget's `preview()` picture.
 """
 
+import os
 import sys
 import time
 
@@ -29,6 +30,9 @@ def build(path, cells):
 
 
 def run(path, timeout=600):
+    # the kernel inherits this process's environment: a non-inline MPLBACKEND (e.g. Agg, as CI sets) would
+    # store every figure as nothing
+    os.environ.pop("MPLBACKEND", None)
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "notebooks"}}).execute()

@@ -103,6 +103,22 @@ def test_context_frames_pass_through_and_the_mask_gates_them():
         assert torch.equal(net(x_t, t, cond, mask), net(x_t, t, hidden, mask))
 
 
+def test_clean_context_makes_the_given_frames_noise_free():
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = opened(dit_video.Model(dataclasses.replace(dit_video.PRESETS["nano"], clean_context=True)))
+    x_t, t = inputs(t=6)
+    cond, mask = torch.rand_like(x_t), torch.tensor([[1, 1, 1, 1, 0, 0]] * 2).float()
+    renoised = x_t.clone()
+    renoised[:, :4] = torch.randn_like(renoised[:, :4])  # other noise on the given frames only
+    with torch.no_grad():
+        assert torch.equal(model(x_t, t, cond, mask), model(renoised, t, cond, mask))
+        plain = opened(nano())
+        plain.load_state_dict(model.state_dict())  # the same weights without the option: the noise matters
+        assert not torch.equal(plain(x_t, t, cond, mask), plain(renoised, t, cond, mask))
+
+
 def test_null_caption_is_learned_and_padding_is_masked():
     enc = nano().net.text
     ids = captions.encode([CAPTION, None])

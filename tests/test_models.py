@@ -172,3 +172,76 @@ def test_config_overrides(pair, message):
     else:
         name, value = pair[0].split("=")
         assert getattr(with_overrides(video_diffusion.PRESETS["nano"], Namespace(set=pair)), name) == eval(value)
+
+
+def _with_predictor(width=8):
+    from argparse import Namespace
+
+    from minivid.families import with_overrides
+
+    return with_overrides(video_diffusion.PRESETS["nano"], Namespace(set=[f"predictor={width}"]))
+
+
+def test_a_predictor_grows_from_a_trained_model_exactly_and_sees_only_the_context():
+    plain = video_diffusion.Model(video_diffusion.PRESETS["nano"]).eval()
+    _randomize(plain)
+    grown = video_diffusion.continued(plain, _with_predictor()).eval()
+    assert grown.net.config.in_channels == 4 and grown.predictor is not None
+    _randomize(grown.predictor)  # a trained predictor: its guess still enters through zero stem weights
+    context = torch.rand(2, 3, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(plain.generate(context, 2, seed=3, steps=2, progress=False),
+                           grown.generate(context, 2, seed=3, steps=2, progress=False))
+    # the guess keeps the given frames and depends on nothing else: not on the frames to be generated
+    cond, mask = torch.rand(2, 5, 1, 64, 64) * 2 - 1, torch.tensor([[1.0, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    other = cond.clone()
+    other[0, 3:], other[1, 1:] = 0.5, -0.3
+    with torch.no_grad():
+        guess = grown.guess(cond, mask)
+        assert torch.equal(guess[0, :3], cond[0, :3]) and torch.equal(guess[1, :1], cond[1, :1])
+        assert torch.equal(guess, grown.guess(other, mask))
+    mean = grown.predict_mean(context, 2)
+    assert mean.shape == (2, 2, 1, 64, 64) and 0 <= mean.min() and mean.max() <= 1
+    assert torch.equal(grown.generate(context, 2, sampler="predictor"), mean)  # what the protocol can score
+    assert grown.network_evaluations(3, 2, sampler="predictor") == 1
+    with pytest.raises(ValueError, match="no denoising trace"):
+        grown.generate(context, 2, sampler="predictor", return_trace=True)
+    with pytest.raises(ValueError, match="unknown sampler"):
+        plain.generate(context, 2, sampler="predictor")
+    assert grown.network_evaluations(3, 2, steps=5) == 6 and grown.network_evaluations(3, 2, steps=5, guidance=1.0) == 12
+    with pytest.raises(ValueError, match="predictor=8"):  # growing never drops the predictor
+        video_diffusion.continued(grown, video_diffusion.PRESETS["nano"])
+    with pytest.raises(ValueError, match="no predictor"):
+        plain.predict_mean(context, 2)
+    with pytest.raises(ValueError, match="no guess channel"):
+        plain(torch.randn(1, 4, 1, 64, 64), torch.tensor([5]), guess=torch.zeros(1, 4, 1, 64, 64))
+
+
+def test_the_predictor_learns_the_future_with_plain_mse_and_round_trips(tmp_path):
+    from minivid import checkpoints, data
+
+    torch.manual_seed(0)
+    model = video_diffusion.Model(_with_predictor(8))
+    clips = data.moving_mnist(range(2), seed=0, num_frames=12)
+    given = torch.zeros(2, 12)
+    given[:, :10] = 1
+    x0 = clips * 2 - 1
+
+    def guess_mse():
+        with torch.no_grad():
+            return ((model.guess(x0, given) - x0)[:, 10:] ** 2).mean().item()
+
+    before = guess_mse()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(15):  # the loss includes the predictor's MSE, so its guess must improve on one batch
+        loss = model.loss(clips)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.isfinite(loss) and guess_mse() < 0.7 * before
+    path = tmp_path / "with_predictor.pt"
+    checkpoints.export(model, "diffusion", path)
+    again = checkpoints.load(path)
+    assert again.config.predictor == 8  # weights are stored in half precision: equal to within that
+    torch.testing.assert_close(again.predict_mean(clips[:1, :10], 3), model.eval().predict_mean(clips[:1, :10], 3),
+                               atol=2e-2, rtol=0)

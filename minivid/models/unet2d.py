@@ -67,13 +67,19 @@ def inflate(image_net: UNet3D, video_net: UNet3D) -> UNet3D:
 
 
 def grow(source: UNet3D, target: UNet3D) -> UNet3D:
-    """Copy a trained network into one that only adds zero-initialised layers (e.g. `spacetime`); returns target.
+    """Copy a trained network into one that only adds zero-initialised parts; returns target.
 
-    Every source weight must have a place of the same shape; target weights the source lacks must be
-    new space-time attention layers, whose zero output layer keeps the network's function unchanged.
+    Every source weight must have a place of the same shape, except the stem, which may take more input
+    channels (e.g. the `guess` channel): their weights start at zero. Target weights the source lacks must
+    be new space-time attention layers, whose zero output layer keeps the network's function unchanged.
     """
     src, dst = source.state_dict(), target.state_dict()
     for name, weight in src.items():
+        if name == "stem.weight" and name in dst and dst[name].shape[1] > weight.shape[1] \
+                and dst[name].shape[:1] + dst[name].shape[2:] == weight.shape[:1] + weight.shape[2:]:
+            stem = torch.zeros_like(dst[name])  # (out, in_channels * patch^2, 3, 3), channel-major: new channels last
+            stem[:, : weight.shape[1]] = weight
+            weight = stem
         if name not in dst or dst[name].shape != weight.shape:
             raise ValueError(f"cannot grow: weight {name} {tuple(weight.shape)} has no place of that shape in the new network")
         dst[name].copy_(weight)

@@ -10,7 +10,8 @@ layers' last projections start at zero, so a video model inflated from an image 
 frame by frame, at initialisation (see `minivid/models/unet2d.py`).
 
 Conditioning: the clean context frames enter as extra input channels, with a mask
-channel saying which frames are given (masked conditioning, as in MCVD / Voleti et al. 2022);
+channel saying which frames are given (masked conditioning, as in MCVD / Voleti et al. 2022), and
+optionally a deterministic predictor's guess of every frame as one more channel (`guess`);
 dropping the context during training (p_uncond) gives the unconditional model that classifier-free
 guidance needs. Timesteps are (b,) or per-frame (b, t), -1 meaning clean, so the AR-diffusion
 hybrid reuses this network with `causal=True`.
@@ -29,7 +30,7 @@ from einops import einsum, rearrange, repeat
 
 @dataclass(frozen=True)
 class UNetConfig:
-    in_channels: int = 3  # noisy frame + context frame + context mask (1 each for Moving MNIST)
+    in_channels: int = 3  # noisy frame + context frame + context mask (1 each for Moving MNIST), + 1 with `guess`
     out_channels: int = 1  # the prediction (v, eps or x0) for one grey channel
     base_channels: int = 64  # width at full resolution; 64 keeps the model < 10 M parameters
     channel_mults: tuple = (1, 2, 2)  # 64x64 -> 32x32 -> 16x16; digits are ~28 px, 16x16 still sees them
@@ -43,6 +44,8 @@ class UNetConfig:
     max_frames: int = 32  # longest clip the frame-position embedding covers
     patch: int = 2  # lossless space-to-depth at the stem: 64x64x1 -> 32x32x4 costs ~4x less compute
     dropout: float = 0.0  # endless synthetic data: no need
+    guess: bool = False  # one more input channel: a deterministic predictor's guess of every frame (see
+    # video_diffusion.Config.predictor); zeros when no guess is given
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +218,7 @@ class Block(nn.Module):
 
 
 class UNet3D(nn.Module):
-    """(x_t, t, cond, cond_mask) -> prediction, all videos (b, t, c, h, w); t: (b,) or (b, t).
+    """(x_t, t, cond, cond_mask, guess) -> prediction, all videos (b, t, c, h, w); t: (b,) or (b, t).
 
     The layout of DDPM's UNet (Ho et al. 2020, Appendix B): `blocks_per_level` blocks per resolution
     on the way down, one more on the way up, each decoder block concatenating one skip.
@@ -249,7 +252,7 @@ class UNet3D(nn.Module):
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)))
         self.head = nn.Sequential(norm(c), nn.SiLU(), zero_init(nn.Conv2d(c, cfg.out_channels * cfg.patch**2, 3, padding=1)))
 
-    def forward(self, x_t, t, cond=None, cond_mask=None):
+    def forward(self, x_t, t, cond=None, cond_mask=None, guess=None):
         b, num_frames, _, height, width = x_t.shape
         t = torch.as_tensor(t, device=x_t.device)
         t = repeat(t, "b -> b t", t=num_frames) if t.ndim == 1 else t  # (b, t): one noise level per frame
@@ -259,6 +262,10 @@ class UNet3D(nn.Module):
             mask = torch.zeros(b, num_frames, device=x_t.device) if cond_mask is None else cond_mask.to(x_t.dtype)
             cond = torch.zeros_like(x_t) if cond is None else cond
             parts += [cond * mask[:, :, None, None, None], repeat(mask, "b t -> b t 1 h w", h=height, w=width)]
+        if self.config.guess:  # the predictor's guess of every frame, as given
+            parts.append(torch.zeros_like(x_t) if guess is None else guess.to(x_t.dtype))
+        elif guess is not None:
+            raise ValueError("this network has no guess channel (UNetConfig.guess is False); leave guess=None")
         p = self.config.patch
         if height % (p * 2 ** (len(self.config.channel_mults) - 1)) or width % (p * 2 ** (len(self.config.channel_mults) - 1)):
             raise ValueError(f"frame size {height}x{width} must be divisible by {p * 2 ** (len(self.config.channel_mults) - 1)}")
