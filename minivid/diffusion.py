@@ -300,8 +300,44 @@ def from_model_range(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1) / 2).clamp(0, 1)
 
 
+@torch.no_grad()
+def context_probe(model, clips: torch.Tensor, timesteps, context: int = 10, seed: int = 0) -> list[dict]:
+    """Does a network use its context frames? Its clean-frame guess of the future with and without them.
+
+    For each noise level t, `clips` (b, T, c, h, w) in [0, 1] are noised at t (one shared noise draw) and the
+    network of a diffusion-style model (one taking cond and cond_mask: diffusion, dit) predicts the clean clip
+    twice: given the first `context` frames, and with the context mask cleared. Returns one dict per t: the MSE
+    of both guesses on the future frames (summed over a frame's pixels in [0, 1], as the protocol does) and
+    `ratio` = without / with. Near 1 at high noise means the context is ignored.
+    """
+    for name in ("alpha_bar", "config"):
+        if not hasattr(model, name):
+            raise ValueError(f"context_probe needs a diffusion-style model with `{name}`; got {type(model).__name__}")
+    device = model.alpha_bar.device
+    x0 = to_model_range(clips[:, : model.config.num_frames].to(device))
+    b, frames = x0.shape[:2]
+    if not 0 < context < frames:
+        raise ValueError(f"context must be between 1 and {frames - 1} frames, got {context}")
+    given = torch.zeros(b, frames, device=device)
+    given[:, :context] = 1
+    eps = torch.randn(x0.shape, generator=torch.Generator(device).manual_seed(seed), device=device)
+    rows = []
+    for level in timesteps:
+        t = torch.full((b,), int(level), device=device)
+        x_t = q_sample(x0, t, eps, model.alpha_bar)
+        errors = []
+        for mask in (given, torch.zeros_like(given)):
+            guess, _ = x0_eps_from(model.config.prediction, model(x_t, t, cond=x0, cond_mask=mask).float(), x_t, t,
+                                   model.alpha_bar)
+            error = (from_model_range(guess[:, context:]) - from_model_range(x0[:, context:])) ** 2
+            errors.append(error.sum(dim=(2, 3, 4)).mean().item())
+        rows.append({"t": int(level), "mse_with": errors[0], "mse_without": errors[1],
+                     "ratio": errors[1] / max(errors[0], 1e-12)})
+    return rows
+
+
 __all__ = [
     "linear_schedule", "cosine_schedule", "make_betas", "alpha_bar_from_betas", "alpha_bar_at", "q_sample",
     "target_for", "x0_eps_from", "min_snr_weight", "loss", "step", "ddpm_posterior", "timesteps_for", "guided_output", "sample",
-    "to_model_range", "from_model_range",
+    "to_model_range", "from_model_range", "context_probe",
 ]

@@ -150,3 +150,38 @@ def test_loss_weighting_changes_only_the_weights():
     w = diffusion.min_snr_weight(t, alpha_bar, 5.0, "v")
     weighted = diffusion.loss(model, x0, t, alpha_bar, "v", eps=eps, min_snr_gamma=5.0)
     assert torch.allclose(weighted, (w[0] * per_clip[0] + w[1] * per_clip[1]) / 2)
+
+
+class _CopyLastGiven(torch.nn.Module):
+    """A stand-in 'network' predicting x0 directly: the last given frame everywhere, or mid-grey with no context."""
+
+    def __init__(self, uses_context=True):
+        super().__init__()
+        self.uses_context = uses_context
+        self.register_buffer("alpha_bar", diffusion.alpha_bar_from_betas(diffusion.cosine_schedule(1000)))
+        self.config = type("Config", (), {"num_frames": 6, "prediction": "x0"})()
+
+    def forward(self, x_t, t, cond=None, cond_mask=None):
+        given = int(cond_mask[0].sum())
+        if not self.uses_context or given == 0:
+            return torch.zeros_like(x_t)
+        return cond[:, given - 1 : given].expand_as(x_t)
+
+
+def test_context_probe_measures_what_the_context_buys():
+    torch.manual_seed(0)
+    clips = torch.rand(3, 6, 1, 8, 8)
+    rows = diffusion.context_probe(_CopyLastGiven(), clips, [10, 999], context=4)
+    future = clips[:, 4:]
+    copy_last = ((future - clips[:, 3:4]) ** 2).sum(dim=(2, 3, 4)).mean().item()
+    grey = ((future - 0.5) ** 2).sum(dim=(2, 3, 4)).mean().item()
+    for row in rows:  # an x0-predicting stand-in ignores the noise: the same numbers at every t
+        assert row["mse_with"] == pytest.approx(copy_last, rel=1e-5)
+        assert row["mse_without"] == pytest.approx(grey, rel=1e-5)
+        assert row["ratio"] == pytest.approx(grey / copy_last, rel=1e-5)
+    blind = diffusion.context_probe(_CopyLastGiven(uses_context=False), clips, [500], context=4)
+    assert blind[0]["ratio"] == 1.0
+    with pytest.raises(ValueError, match="between 1 and 5"):
+        diffusion.context_probe(_CopyLastGiven(), clips, [500], context=6)
+    with pytest.raises(ValueError, match="diffusion-style model"):
+        diffusion.context_probe(torch.nn.Identity(), clips, [500])
