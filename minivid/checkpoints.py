@@ -157,6 +157,16 @@ def manifest(name: str) -> dict:
     return json.loads(ref.read_text())
 
 
+def older_weights_note(name: str, key: str) -> str | None:
+    """Whether `metrics[key]` of shipped model NAME was measured on weights older than the shipped ones: the
+    manifest's note saying so (each `measured_*` list in its metrics names such entries), or None."""
+    metrics = manifest(name)["metrics"]
+    for group, keys in metrics.items():
+        if group.startswith("measured_") and isinstance(keys, list) and key in keys:
+            return metrics.get(f"{group}_note", f"measured on earlier weights ({group.replace('_', ' ')})")
+    return None
+
+
 def resolve(spec: str, device="cpu"):
     """A model from `--init`-style text: a weights or checkpoint path, or 'pretrained:NAME' for a shipped one."""
     if spec.startswith("pretrained:"):

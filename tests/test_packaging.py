@@ -1,6 +1,7 @@
 """The install story: pyproject.toml and environment.yml declare the same packages, the package data ships, and the
 stored notebooks are executed cleanly."""
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -79,8 +80,6 @@ STORED_NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT /
 def test_stored_notebooks_are_executed_cleanly_with_their_figures(path):
     """Run top to bottom, no errors, no local paths, and every cell that draws a figure stores its picture
     (a notebook executed with a non-inline matplotlib backend stores none, and reads empty on GitHub)."""
-    import json
-
     cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     counts = [c.get("execution_count") for c in cells]
     assert counts == list(range(1, len(cells) + 1)), f"{path.name}: not executed once, top to bottom: {counts}"
@@ -92,3 +91,14 @@ def test_stored_notebooks_are_executed_cleanly_with_their_figures(path):
         source = "".join(cell["source"])
         if "plt.subplots(" in source or "plt.figure(" in source:
             assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name}: code cell {i} draws but stores no picture"
+
+
+def test_older_weights_note_finds_entries_measured_on_earlier_weights(monkeypatch):
+    from minivid import checkpoints
+
+    metrics = {"protocol": {}, "schedules": [], "samples": {}, "measured_on_stage_8_weights": ["schedules"],
+               "measured_on_stage_8_weights_note": "measured on the stage-8 weights", "measured_before_stage_6": ["samples"]}
+    monkeypatch.setattr(checkpoints, "manifest", lambda name: {"metrics": metrics})
+    assert checkpoints.older_weights_note("hybrid", "schedules") == "measured on the stage-8 weights"
+    assert checkpoints.older_weights_note("hybrid", "samples") == "measured on earlier weights (measured before stage 6)"
+    assert checkpoints.older_weights_note("hybrid", "protocol") is None

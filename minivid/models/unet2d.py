@@ -34,6 +34,18 @@ def _same_shape(image_cfg: UNetConfig, video_cfg: UNetConfig) -> bool:
                else getattr(image_cfg, k) == getattr(video_cfg, k) for k in keys)
 
 
+def widened_stem(weight: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A stem's weight for a network with more input channels: the new channels' weights at zero, so they add
+    nothing at first. Stem weights are (out, in_channels * patch^2, 3, 3), channel-major: new channels come last.
+    Returned unchanged when the shapes already agree or differ otherwise (the caller then reports the mismatch)."""
+    same_rest = weight.shape[:1] + weight.shape[2:] == target.shape[:1] + target.shape[2:]
+    if weight.shape == target.shape or not same_rest or target.shape[1] < weight.shape[1]:
+        return weight
+    stem = torch.zeros_like(target)
+    stem[:, : weight.shape[1]] = weight
+    return stem
+
+
 @torch.no_grad()
 def inflate(image_net: UNet3D, video_net: UNet3D) -> UNet3D:
     """Copy an image UNet's weights into a video UNet of the same widths; returns video_net.
@@ -53,10 +65,8 @@ def inflate(image_net: UNet3D, video_net: UNet3D) -> UNet3D:
     for name, weight in image_net.state_dict().items():
         if name not in target:
             raise ValueError(f"image weight {name} has no place in the video network")
-        if name == "stem.weight" and weight.shape != target[name].shape:
-            stem = torch.zeros_like(target[name])  # (out, in_channels * patch^2, 3, 3), channel-major
-            stem[:, : weight.shape[1]] = weight
-            weight = stem
+        if name == "stem.weight":
+            weight = widened_stem(weight, target[name])
         target[name].copy_(weight)
         copied += 1
     for name, tensor in target.items():  # every non-temporal parameter must have come from the image
@@ -75,11 +85,8 @@ def grow(source: UNet3D, target: UNet3D) -> UNet3D:
     """
     src, dst = source.state_dict(), target.state_dict()
     for name, weight in src.items():
-        if name == "stem.weight" and name in dst and dst[name].shape[1] > weight.shape[1] \
-                and dst[name].shape[:1] + dst[name].shape[2:] == weight.shape[:1] + weight.shape[2:]:
-            stem = torch.zeros_like(dst[name])  # (out, in_channels * patch^2, 3, 3), channel-major: new channels last
-            stem[:, : weight.shape[1]] = weight
-            weight = stem
+        if name == "stem.weight" and name in dst:
+            weight = widened_stem(weight, dst[name])
         if name not in dst or dst[name].shape != weight.shape:
             raise ValueError(f"cannot grow: weight {name} {tuple(weight.shape)} has no place of that shape in the new network")
         dst[name].copy_(weight)

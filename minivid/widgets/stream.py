@@ -24,8 +24,8 @@ import torch
 
 from minivid import data
 from minivid.widgets.methods import check_settings
-from minivid.widgets.view import (LABEL, WidgetView, check_zoom, error_html, frames_strip, image_slot, labelled, png_bytes,
-                                  show_png)
+from minivid.widgets.view import (LABEL, WidgetView, check_zoom, error_html, frames_rows, frames_strip, image_slot, labelled,
+                                  png_bytes, show_png)
 
 FPS_WINDOW = 5  # frames per second are read over this many newest frames: current, yet not one frame's jitter
 
@@ -172,11 +172,7 @@ class StreamState:
         video = self.video() if last is None else self.video()[-last:]
         if len(video) == 0:
             raise ValueError("no frames yet: start a stream first")
-        rows = [frames_strip(video[i : i + per_row]) for i in range(0, len(video), per_row)]
-        width = rows[0].shape[1]
-        rows = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=255) for r in rows]
-        gap = np.full((4, width), 255, dtype=np.uint8)
-        return np.concatenate([part for r in rows for part in (r, gap)][:-1], axis=0)
+        return frames_rows(video, per_row)
 
     def bars(self, height: int = 48, bar: int = 4) -> np.ndarray:
         """uint8 image: one bar per frame of the stream (`bar` pixels wide), its height the frame's time,

@@ -23,7 +23,7 @@ import torch
 
 from minivid import captions, viz
 from minivid.widgets.methods import check_settings
-from minivid.widgets.view import (LABEL, WidgetView, check_zoom, error_html, frames_strip, image_slot, png_bytes, show_png,
+from minivid.widgets.view import (LABEL, WidgetView, check_zoom, error_html, frames_rows, image_slot, png_bytes, show_png,
                                   table_png)
 
 DEFAULT_CAPTION = "a 3 moving right and a 7 moving up-left"
@@ -149,15 +149,7 @@ class TextToVideoState:
 
     def strip(self, per_row: int = 10) -> np.ndarray:
         """uint8 image of the current clip's frames, `per_row` to a row (the first row: what the judge reads)."""
-        video = self.generate()["video"]
-        rows = [frames_strip(video[i : i + per_row]) for i in range(0, len(video), per_row)]
-        width = rows[0].shape[1]
-        rows = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=255) for r in rows]  # a short last row
-        gap = np.full((4, width), 128, dtype=np.uint8)
-        out = [rows[0]]
-        for r in rows[1:]:
-            out += [gap, r]
-        return np.concatenate(out, axis=0)
+        return frames_rows(self.generate()["video"], per_row, gap_value=128)
 
     def summary(self) -> str:
         r = self.generate()

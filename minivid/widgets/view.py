@@ -80,6 +80,16 @@ def frames_strip(frames, every: int = 1) -> np.ndarray:
     return image[..., 0] if image.shape[-1] == 1 else image
 
 
+def frames_rows(frames, per_row: int = 10, gap_value: int = 255) -> np.ndarray:
+    """uint8 image of frames (t, c, h, w), `per_row` to a row (a short last row is padded white), rows 4 pixels
+    apart in the grey level `gap_value`."""
+    rows = [frames_strip(frames[i : i + per_row]) for i in range(0, len(frames), per_row)]
+    width = rows[0].shape[1]
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=255) for r in rows]
+    gap = np.full((4, width), gap_value, dtype=np.uint8)
+    return np.concatenate([part for r in rows for part in (r, gap)][:-1], axis=0)
+
+
 def labelled(text: str, control):
     """A control with its label on the same line (ToggleButtons put their own description above the buttons)."""
     import ipywidgets as W
