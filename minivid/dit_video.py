@@ -48,6 +48,9 @@ class Config:
     p_drop_caption: float = 0.1  # captions dropped this often: the unconditional model CFG needs (DiT uses 0.1)
     clean_context: bool = False  # True: given frames enter the noisy input clean too, so a context token
     # carries no noise (the 3D UNet's masked conditioning keeps them noisy beside the clean copy)
+    broadcast_context: bool = True  # True: every frame to be generated also gets the last given frame in its
+    # context channel, so each future token holds the context at its own place (see minivid/models/dit.py);
+    # without it the DiT learns to ignore its context. Exports from before this option load with False.
     schedule: str = "cosine"  # as the 3D UNet, so the two differ only in the network
     diffusion_steps: int = 1000  # T, as in DDPM
     prediction: str = "v"  # as the 3D UNet
@@ -75,7 +78,7 @@ class Model(torch.nn.Module):
         self.net = DiT(DiTConfig(
             width=config.width, depth=config.depth, heads=config.heads, patch_t=config.patch_t, patch=config.patch,
             max_frames=config.num_frames, text_width=config.text_width, text_layers=config.text_layers,
-            text_heads=config.text_heads,
+            text_heads=config.text_heads, broadcast_context=config.broadcast_context,
         ))
 
     def forward(self, x_t, t, cond=None, cond_mask=None, text=None):
@@ -245,4 +248,5 @@ def build(preset: str, args=None) -> Model:
 def from_config(config: dict) -> Model:
     """Rebuild from a checkpoint's plain-data config."""
     names = {f.name for f in fields(Config)}
+    config = {"broadcast_context": False, **config}  # exports from before the option were trained without it
     return Model(Config(**{k: v for k, v in config.items() if k in names}))

@@ -6,9 +6,10 @@ with probability `p_uncond`, which is also what classifier-free guidance needs),
 clip to one timestep, and scores only the frames to be generated. Sampling runs the shared loop
 in `minivid/diffusion.py` (DDIM, or DDPM with eta = 1) on the whole clip at once.
 
-Optionally (`predictor` > 0) a second, narrower 3D UNet learns the future deterministically, with a
-plain MSE loss on the frames to be generated: its guess (the mean future, a blur where it is unsure)
-enters the denoiser as one more input channel. The predictor gets the motion, diffusion adds the
+Optionally (`predictor` > 0) a second network learns the future deterministically, with a plain MSE
+loss on the frames to be generated: its guess (the mean future, a blur where it is unsure) enters the
+denoiser as one more input channel. It is a narrower 3D UNet (`predictor_net="unet"`), or a much cheaper
+2D CNN over frames stacked as channels (`"framestack"`, `minivid/models/framestack.py`, after SimVP). The predictor gets the motion, diffusion adds the
 detail (after Yang, Srivastava & Mandt 2022, "Diffusion Probabilistic Modeling for Video Generation",
 whose diffusion models the residual). The denoiser still predicts the clean clip, so sampling and its
 trace are unchanged.
@@ -22,10 +23,12 @@ import torch
 
 from minivid import diffusion
 from minivid.metrics import validate_video
+from minivid.models.framestack import FrameStackPredictor
 from minivid.models.unet2d import grow, inflate
 from minivid.models.unet3d import UNet3D, UNetConfig
 
 SAMPLERS = ("ddim", "ddpm")
+PREDICTOR_NETS = ("unet", "framestack")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Config:
     min_snr_gamma: float = 0.0  # 0: the plain loss; 5: min-SNR-5 weighting (Hang et al. 2023)
     sample_steps: int = 20  # DDIM steps used by default (CPU-friendly; 50 is a little better)
     predictor: int = 0  # 0: none; else the width of a deterministic predictor whose guess the denoiser sees
+    predictor_net: str = "unet"  # "unet": a narrower 3D UNet; "framestack": frames stacked as channels (SimVP)
 
 
 PRESETS = {
@@ -77,8 +81,12 @@ class Model(torch.nn.Module):
                 guess=bool(config.predictor),
             )
         )
+        if config.predictor_net not in PREDICTOR_NETS:
+            raise ValueError(f"unknown predictor_net {config.predictor_net!r}; expected one of {PREDICTOR_NETS}")
         self.predictor = None
-        if config.predictor:  # the same layout, narrower; it sees the context and its mask, no noise
+        if config.predictor and config.predictor_net == "framestack":  # translator width = config.predictor
+            self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor)
+        elif config.predictor:  # the same layout, narrower; it sees the context and its mask, no noise
             self.predictor = UNet3D(UNetConfig(
                 base_channels=config.predictor, channel_mults=tuple(config.channel_mults),
                 blocks_per_level=config.blocks_per_level, attention_levels=tuple(config.attention_levels),
@@ -96,8 +104,11 @@ class Model(torch.nn.Module):
         if self.predictor is None:
             raise ValueError("this model has no predictor (config.predictor is 0)")
         mask = cond_mask.to(cond.dtype)[:, :, None, None, None]
-        clean = torch.full(cond.shape[:2], -1, device=cond.device)  # t = -1: no noise anywhere
-        out = self.predictor(torch.zeros_like(cond), clean, cond, cond_mask)
+        if isinstance(self.predictor, FrameStackPredictor):
+            out = self.predictor(cond * mask, cond_mask)
+        else:
+            clean = torch.full(cond.shape[:2], -1, device=cond.device)  # t = -1: no noise anywhere
+            out = self.predictor(torch.zeros_like(cond), clean, cond, cond_mask)
         return mask * cond + (1 - mask) * out
 
     # -- training ----------------------------------------------------------------------------------
@@ -274,7 +285,7 @@ def build(preset: str, args=None) -> Model:
     return from_image_model(start, config)
 
 
-GROWABLE = ("spacetime", "min_snr_gamma", "predictor")  # fields a continued run may change: new zero-output layers
+GROWABLE = ("spacetime", "min_snr_gamma", "predictor", "predictor_net")  # fields a continued run may change: new zero-output layers
 # or input channels (a new predictor is trained from scratch; its guess enters through zero weights), the loss
 
 
@@ -286,11 +297,14 @@ def continued(start, config, name: str = "the start model"):
         raise ValueError(f"{name} holds a different configuration: {', '.join(fixed)}")
     if getattr(start.config, "spacetime", False) and not config.spacetime:
         raise ValueError(f"{name} has space-time attention; continue it with --set spacetime=True")
-    if getattr(start.config, "predictor", 0) and start.config.predictor != config.predictor:
+    if getattr(start.config, "predictor", 0) and (start.config.predictor, start.config.predictor_net) != (
+            config.predictor, config.predictor_net):
         raise ValueError(f"{name} has a predictor of width {start.config.predictor}; continue it with "
-                         f"--set predictor={start.config.predictor}")
+                         f"--set predictor={start.config.predictor} --set predictor_net={start.config.predictor_net}")
     model = type(start)(config)
     grow(start.net, model.net)
+    if start.predictor is not None:  # the same predictor: keep what it learned
+        model.predictor.load_state_dict(start.predictor.state_dict())
     return model.train()
 
 

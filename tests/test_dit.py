@@ -103,6 +103,32 @@ def test_context_frames_pass_through_and_the_mask_gates_them():
         assert torch.equal(net(x_t, t, cond, mask), net(x_t, t, hidden, mask))
 
 
+def test_future_tokens_hold_the_context_without_attention():
+    """Each future tube gets the last given frame in its context channel, so the context reaches the frames to
+    be generated even with no token mixing at all (every self-attention's output zeroed). Without the
+    broadcast it can only arrive by attention, which training never learned to aim (the DiT ignored it)."""
+    import dataclasses
+
+    x_t, t = inputs(t=6)
+    cond, mask = torch.rand_like(x_t), torch.tensor([[1, 1, 1, 0, 0, 0]] * 2).float()
+    changed = cond.clone()
+    changed[:, 2] = torch.rand_like(changed[:, 2])  # another last given frame
+    for broadcast in (True, False):
+        torch.manual_seed(0)
+        config = dataclasses.replace(dit_video.PRESETS["nano"], broadcast_context=broadcast)
+        net = opened(dit_video.Model(config)).net
+        with torch.no_grad():
+            for block in net.blocks:
+                block.attn.out.weight.zero_()
+                block.attn.out.bias.zero_()
+            a, b = net(x_t, t, cond, mask), net(x_t, t, changed, mask)
+        assert ((a[:, 4:] - b[:, 4:]).abs().max() > 1e-4) == broadcast  # frames 4-5: a tube with no given frame
+    assert dit_video.Config().broadcast_context  # new models are built with it
+    old = dataclasses.asdict(dit_video.PRESETS["nano"])
+    del old["broadcast_context"]  # an export written before the option existed
+    assert not dit_video.from_config(old).config.broadcast_context
+
+
 def test_clean_context_makes_the_given_frames_noise_free():
     import dataclasses
 

@@ -1,5 +1,7 @@
 """The 3D UNet, inflation from the image model, and the video diffusion model's API."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -174,18 +176,19 @@ def test_config_overrides(pair, message):
         assert getattr(with_overrides(video_diffusion.PRESETS["nano"], Namespace(set=pair)), name) == eval(value)
 
 
-def _with_predictor(width=8):
+def _with_predictor(width=8, net="unet"):
     from argparse import Namespace
 
     from minivid.families import with_overrides
 
-    return with_overrides(video_diffusion.PRESETS["nano"], Namespace(set=[f"predictor={width}"]))
+    return with_overrides(video_diffusion.PRESETS["nano"], Namespace(set=[f"predictor={width}", f"predictor_net={net}"]))
 
 
-def test_a_predictor_grows_from_a_trained_model_exactly_and_sees_only_the_context():
+@pytest.mark.parametrize("net", video_diffusion.PREDICTOR_NETS)
+def test_a_predictor_grows_from_a_trained_model_exactly_and_sees_only_the_context(net):
     plain = video_diffusion.Model(video_diffusion.PRESETS["nano"]).eval()
     _randomize(plain)
-    grown = video_diffusion.continued(plain, _with_predictor()).eval()
+    grown = video_diffusion.continued(plain, _with_predictor(net=net)).eval()
     assert grown.net.config.in_channels == 4 and grown.predictor is not None
     _randomize(grown.predictor)  # a trained predictor: its guess still enters through zero stem weights
     context = torch.rand(2, 3, 1, 64, 64)
@@ -211,17 +214,25 @@ def test_a_predictor_grows_from_a_trained_model_exactly_and_sees_only_the_contex
     assert grown.network_evaluations(3, 2, steps=5) == 6 and grown.network_evaluations(3, 2, steps=5, guidance=1.0) == 12
     with pytest.raises(ValueError, match="predictor=8"):  # growing never drops the predictor
         video_diffusion.continued(grown, video_diffusion.PRESETS["nano"])
+    other_net = next(n for n in video_diffusion.PREDICTOR_NETS if n != net)
+    with pytest.raises(ValueError, match=f"predictor_net={net}"):  # nor swaps it for another kind
+        video_diffusion.continued(grown, _with_predictor(net=other_net))
+    # growing something else keeps what the predictor learned
+    kept = video_diffusion.continued(grown, dataclasses.replace(grown.config, min_snr_gamma=5.0)).eval()
+    with torch.no_grad():
+        assert torch.equal(kept.guess(cond, mask), guess)
     with pytest.raises(ValueError, match="no predictor"):
         plain.predict_mean(context, 2)
     with pytest.raises(ValueError, match="no guess channel"):
         plain(torch.randn(1, 4, 1, 64, 64), torch.tensor([5]), guess=torch.zeros(1, 4, 1, 64, 64))
 
 
-def test_the_predictor_learns_the_future_with_plain_mse_and_round_trips(tmp_path):
+@pytest.mark.parametrize("net", video_diffusion.PREDICTOR_NETS)
+def test_the_predictor_learns_the_future_with_plain_mse_and_round_trips(tmp_path, net):
     from minivid import checkpoints, data
 
     torch.manual_seed(0)
-    model = video_diffusion.Model(_with_predictor(8))
+    model = video_diffusion.Model(_with_predictor(8, net))
     clips = data.moving_mnist(range(2), seed=0, num_frames=12)
     given = torch.zeros(2, 12)
     given[:, :10] = 1
@@ -242,6 +253,6 @@ def test_the_predictor_learns_the_future_with_plain_mse_and_round_trips(tmp_path
     path = tmp_path / "with_predictor.pt"
     checkpoints.export(model, "diffusion", path)
     again = checkpoints.load(path)
-    assert again.config.predictor == 8  # weights are stored in half precision: equal to within that
+    assert (again.config.predictor, again.config.predictor_net) == (8, net)  # stored in half precision: equal to within that
     torch.testing.assert_close(again.predict_mean(clips[:1, :10], 3), model.eval().predict_mean(clips[:1, :10], 3),
                                atol=2e-2, rtol=0)

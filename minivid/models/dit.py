@@ -33,7 +33,15 @@ can be drawn. The cross-attention's output projection starts at zero, so blocks 
 identity.
 
 Context frames: as in the 3D UNet, the clean context frames and a mask saying which frames are given
-enter as extra input channels before patchify (masked conditioning).
+enter as extra input channels before patchify (masked conditioning). In the UNet that is enough: its
+temporal layers work pixel by pixel, so a future pixel meets the context at its own place. Here a token
+is a tube, and a future tube's context channel would hold only zeros: the context sits in *other*
+tokens, and the network would have to learn, by attention alone, which context token lies at its place.
+It does not (trained without help, its attention stays spatially uniform and its future frames ignore
+the context). So with `broadcast_context` every frame to be generated also gets the last given frame in
+its context channel (Stable Video Diffusion concatenates its conditioning frame to every frame the same
+way): each future token then holds the context at its own place, and the mask channel still tells a
+given frame from a copy.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ class DiTConfig:
     text_width: int = 128  # the text encoder's width: 23 words need little
     text_layers: int = 2  # transformer blocks over the words: enough to tie each direction to its digit
     text_heads: int = 4  # text attention heads of 32 dimensions
+    broadcast_context: bool = False  # frames to be generated see the last given frame in their context channel
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,6 +103,18 @@ def sincos_positions(grid_t: int, grid_h: int, grid_w: int, width: int) -> torch
     t, h, w = torch.meshgrid(torch.arange(grid_t), torch.arange(grid_h), torch.arange(grid_w), indexing="ij")
     part = width // 3
     return torch.cat([sinusoidal(t.flatten(), part), sinusoidal(h.flatten(), part), sinusoidal(w.flatten(), part)], dim=-1)
+
+
+def broadcast_last_given(cond: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The context channel with every frame not given replaced by the clip's last given frame.
+
+    cond: (b, t, c, h, w), read only where mask (b, t) is 1. A clip with no given frame gets zeros throughout.
+    """
+    frames = torch.arange(mask.shape[1], device=mask.device)
+    last = torch.where(mask > 0, frames, -1).amax(dim=1)  # (b,): index of the last given frame, -1 if none
+    latest = cond[torch.arange(len(cond), device=cond.device), last.clamp(min=0)]  # (b, c, h, w)
+    latest = latest * (last >= 0).to(cond.dtype)[:, None, None, None]
+    return torch.where(mask[:, :, None, None, None] > 0, cond, latest[:, None])
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -273,7 +294,10 @@ class DiT(nn.Module):
         mask = torch.zeros(b, num_frames, device=x_t.device) if cond_mask is None else cond_mask.to(x_t.dtype)
         cond = torch.zeros_like(x_t) if cond is None else cond
         mask_frames = repeat(mask, "b t -> b t 1 h w", h=height, w=width)
-        inputs = torch.cat([x_t, cond * mask[:, :, None, None, None], mask_frames], dim=2)  # (b, t, 3, h, w)
+        given = cond * mask[:, :, None, None, None]  # the given frames, zeros elsewhere
+        if cfg.broadcast_context:  # and the last given frame at every frame to be generated
+            given = broadcast_last_given(given, mask)
+        inputs = torch.cat([x_t, given, mask_frames], dim=2)  # (b, t, 3, h, w)
         tokens = patchify(inputs, cfg.patch_t, cfg.patch)  # (b, n, patch_t * patch * patch * in_channels)
         x = self.embed(tokens) + self.pos[: tokens.shape[1]]  # (b, n, width): the first n positions are these frames
         c = self.time_mlp(sinusoidal(t + 1, cfg.width))  # (b, width); t = -1 (clean) embeds as 0
