@@ -105,7 +105,7 @@ class Model(torch.nn.Module):
             raise ValueError("this model has no predictor (config.predictor is 0)")
         mask = cond_mask.to(cond.dtype)[:, :, None, None, None]
         if isinstance(self.predictor, FrameStackPredictor):
-            out = self.predictor(cond * mask, cond_mask)
+            out = self.predictor(cond, cond_mask)  # it masks the frames itself
         else:
             clean = torch.full(cond.shape[:2], -1, device=cond.device)  # t = -1: no noise anywhere
             out = self.predictor(torch.zeros_like(cond), clean, cond, cond_mask)

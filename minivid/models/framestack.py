@@ -7,7 +7,7 @@ with a skip from the encoder's full-resolution features. No attention and no 3D 
 happens at 16x16, so it costs a few percent of the 3D UNet, and on motion as regular as Moving MNIST's
 this simple design is a strong deterministic predictor.
 
-Shapes: frames (b, t, c, h, w) in [-1, 1], zeros where not given; given (b, t), 1 = given; t <= `frames`
+Shapes: frames (b, t, c, h, w) in [-1, 1], read only where given; given (b, t), 1 = given; t <= `frames`
 (shorter clips are padded with frames that are not given). Out: (b, t, c, h, w), a guess of every frame.
 """
 
