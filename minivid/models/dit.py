@@ -42,6 +42,12 @@ the context). So with `broadcast_context` every frame to be generated also gets 
 its context channel (Stable Video Diffusion concatenates its conditioning frame to every frame the same
 way): each future token then holds the context at its own place, and the mask channel still tells a
 given frame from a copy.
+
+That alone did not make it use the context either (7,253 steps of 128 clips: its future frames still ignore
+it). What stands in the way is room in a token: a 2×8×8 tube carries 128 noisy pixels, and at low noise the
+target needs almost all of them passed through, which fills a 192-wide token before it can fetch anything from
+elsewhere. On small CPU runs, tubes of one frame (`patch_t=1`: 64 noisy pixels a token) do learn to use the
+context where two-frame tubes at the same width do not; that is the next thing to try at full size.
 """
 
 from __future__ import annotations
