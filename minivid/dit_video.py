@@ -49,8 +49,8 @@ class Config:
     clean_context: bool = False  # True: given frames enter the noisy input clean too, so a context token
     # carries no noise (the 3D UNet's masked conditioning keeps them noisy beside the clean copy)
     broadcast_context: bool = True  # True: every frame to be generated also gets the last given frame in its
-    # context channel, so each future token holds the context at its own place (see minivid/models/dit.py);
-    # without it the DiT learns to ignore its context. Exports from before this option load with False.
+    # context channel, so each future token holds the context at its own place (see minivid/models/dit.py,
+    # which also says why that alone has not made it use the context). Older exports load with False.
     schedule: str = "cosine"  # as the 3D UNet, so the two differ only in the network
     diffusion_steps: int = 1000  # T, as in DDPM
     prediction: str = "v"  # as the 3D UNet

@@ -9,9 +9,9 @@ in `minivid/diffusion.py` (DDIM, or DDPM with eta = 1) on the whole clip at once
 Optionally (`predictor` > 0) a second network learns the future deterministically, with a plain MSE
 loss on the frames to be generated: its guess (the mean future, a blur where it is unsure) enters the
 denoiser as one more input channel. It is a narrower 3D UNet (`predictor_net="unet"`), or a much cheaper
-2D CNN over frames stacked as channels (`"framestack"`, `minivid/models/framestack.py`, after SimVP). The predictor gets the motion, diffusion adds the
-detail (after Yang, Srivastava & Mandt 2022, "Diffusion Probabilistic Modeling for Video Generation",
-whose diffusion models the residual). The denoiser still predicts the clean clip, so sampling and its
+2D CNN over frames stacked as channels (`"framestack"`, `minivid/models/framestack.py`, after SimVP). The
+predictor gets the motion, diffusion adds the detail (after Yang, Srivastava & Mandt 2022, "Diffusion
+Probabilistic Modeling for Video Generation", whose diffusion models the residual). The denoiser still predicts the clean clip, so sampling and its
 trace are unchanged.
 """
 
@@ -285,8 +285,9 @@ def build(preset: str, args=None) -> Model:
     return from_image_model(start, config)
 
 
-GROWABLE = ("spacetime", "min_snr_gamma", "predictor", "predictor_net")  # fields a continued run may change: new zero-output layers
-# or input channels (a new predictor is trained from scratch; its guess enters through zero weights), the loss
+# fields a continued run may change: new zero-output layers or input channels (a new predictor is trained from
+# scratch; its guess enters through zero weights), the loss
+GROWABLE = ("spacetime", "min_snr_gamma", "predictor", "predictor_net")
 
 
 def continued(start, config, name: str = "the start model"):
