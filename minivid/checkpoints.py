@@ -65,7 +65,8 @@ def config_dict(model) -> dict:
 def export(model, family: str, path, preset: str | None = None, recipe: str = "", metrics: dict | None = None) -> dict:
     """Write the shippable pair PATH (weights, float16) and PATH with .json (hash, recipe, metrics)."""
     path = Path(path)
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    skip = tuple(f"{name}." for name in getattr(model, "training_only", ()))  # e.g. the student's fake score model
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items() if not k.startswith(skip)}
     payload = {"family": family, "preset": preset, "config": config_dict(model), "state_dict": state}
     atomic_save(payload, path)
     manifest = {
@@ -73,7 +74,7 @@ def export(model, family: str, path, preset: str | None = None, recipe: str = ""
         "preset": preset,
         "file": path.name,
         "sha256": sha256(path),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for name, p in model.named_parameters() if not name.startswith(skip)),
         "recipe": recipe,
         "metrics": metrics or {},
     }

@@ -29,12 +29,26 @@ a time, in 1-4 steps, seeing only the past, so frames stream out as they are mad
   position). When the window is full it slides: a new cache is read from the last `max_context` frames
   (one call on those frames), as the hybrid slides its window, and streaming goes on without an end.
 
-Stage 2 of CausVid, distribution matching distillation (DMD: the gradient of the teacher's score minus a
-"fake" score model trained online on the student's own samples), is not implemented. It needs the
-student's own rollouts and a second network trained in alternation with its own optimizer, where the
-shared training loop runs one loss with one optimizer; and CausVid runs it only after stage 1, because
-DMD from a student that cannot yet produce frames has nothing sensible to match. Stage 1 is measured
-first; whether DMD then helps at this scale is the next experiment.
+Stage 2 of CausVid, distribution matching distillation (DMD, Yin et al. 2024; `--set dmd=W`, from a
+stage-1 student): regression alone makes the student copy the teacher's average answer at each of its
+few steps, which blurs; DMD instead pushes the student's own samples towards the teacher's distribution.
+  Per step, the student makes its own frames: every generated frame at once, each beside the clean past
+  of stage 1 (teacher forcing), through its own sampling steps without gradients, and then one step with
+  gradients from a randomly picked one of them (DMD2's "backward simulation"). The clip (real context,
+  the student's frames) is noised to a random level; the frozen teacher ("real" score) and a "fake"
+  score model, a trainable copy of the teacher, each denoise it. Their difference, fake minus real,
+  is the direction that makes the student's frames more like the student's and less like the
+  teacher's: the student's frames move the other way (a surrogate loss, 0.5 |x - sg(x - g)|^2, whose
+  gradient is g, normalised as in DMD by how far the teacher would move the frames). The fake score
+  model learns the student's frames with the teacher's own diffusion loss, in the same step, so it
+  follows the student as it changes. Both losses add up: the student's terms never reach the fake's
+  weights (its outputs are taken without gradients) and the fake's term never reaches the student
+  (its frames are detached), so one optimizer trains both, at one learning rate and one update each a
+  step (DMD2 updates the fake five times a step; here the regression term, kept at weight
+  `regression` as DMD's first paper does, steadies the student instead). The fake score model is
+  training state only: it is saved in a run's checkpoint (so training resumes) and left out of exports.
+  Two simplifications against CausVid, both for cost: the student's frames follow the teacher's past,
+  not its own (teacher forcing, as stage 1), and the teacher scores them at one noise level per clip.
 
     student = distill.build("small", args)                      # teacher attached, for training
     video = student.generate(context, num_frames=10, steps=4)   # (b, 10, c, h, w) in [0, 1]
@@ -44,6 +58,7 @@ first; whether DMD then helps at this scale is the next experiment.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 
 import torch
@@ -57,6 +72,7 @@ from minivid.models.frame_cache import forward as cached_forward
 from minivid.models.unet3d import UNet3D
 
 FRAME_SIZE, CHANNELS = 64, 1  # Moving MNIST, the kit's frames
+DMD_NOISE = (20, 980)  # stage 2 scores the student's frames at noise levels in [0.02 T, 0.98 T], as DMD does
 NETWORK_FIELDS = ("base_channels", "channel_mults", "blocks_per_level", "attention_levels", "heads", "patch")
 
 
@@ -77,6 +93,8 @@ class Config:
     timesteps: tuple = (999, 749, 499, 249)  # the student's noise levels, noisiest first (CausVid uses 4)
     teacher_steps: int = 20  # the teacher's DDIM steps per trajectory: its own default, so we copy the teacher at 20
     sample_steps: int = 4  # steps per frame by default: the most the student was trained for
+    dmd: float = 0.0  # stage 2: the weight of distribution matching (0: stage 1 only; see the docstring)
+    regression: float = 1.0  # stage 2: the weight kept on stage 1's regression onto the teacher's frames
 
 
 PRESETS = {
@@ -140,6 +158,29 @@ def teacher_trajectory(teacher, clips, given, grid, keep, noise=None, generator=
     return torch.stack(states), x
 
 
+def denoised(model, x_t, t, clips, given):
+    """A diffusion model's clean estimate x_0 of x_t at level t (b,), given the frames of `clips` where
+    `given` (b, t) is True, clamped to [-1, 1] as its sampler clamps it."""
+    out = model(x_t, t, cond=clips, cond_mask=given.to(clips.dtype)).float()
+    return diffusion.x0_eps_from(model.config.prediction, out, x_t, t, model.alpha_bar)[0].clamp(-1, 1)
+
+
+def dmd_loss(sample, real, fake, future):
+    """DMD's surrogate loss, 0.5 |x - sg(x - g)|^2 averaged over the `future` frames' pixels: its gradient
+    with respect to `sample` is g = (fake - real) / d there (over the number of those pixels), d the mean
+    absolute distance from the sample to `real` on them (per clip), and zero on the other frames.
+
+    sample: (b, t, c, h, w), the student's frames (with gradients); real, fake: the teacher's and the fake
+    score model's x_0 of the noised sample (no gradients); future: (b, t) float, 1 on the student's frames.
+    """
+    per_frame = (sample.detach() - real).abs().mean(dim=(2, 3, 4))  # (b, t)
+    distance = (per_frame * future).sum(1) / future.sum(1).clamp(min=1)  # (b,)
+    g = (fake - real) / distance.clamp(min=1e-4)[:, None, None, None, None]
+    target = (sample - g).detach()
+    per_frame = ((sample - target) ** 2).mean(dim=(2, 3, 4))  # (b, t)
+    return 0.5 * (per_frame * future).sum() / future.sum().clamp(min=1)
+
+
 def check_teacher(teacher, config: Config) -> None:
     """Raise a ValueError naming what differs if `teacher` cannot teach a student of `config`."""
     family = getattr(teacher, "family", None)
@@ -185,6 +226,11 @@ class Teacher:
     def trajectory(self, clips, given, grid, keep):
         return teacher_trajectory(self.network, clips, given, grid, keep)
 
+    @torch.compiler.disable
+    @torch.no_grad()
+    def x0(self, x_t, t, clips, given):
+        return denoised(self.network, x_t, t, clips, given)
+
     def __deepcopy__(self, memo):  # the trainer's EMA copy of the student shares the one frozen teacher
         return self
 
@@ -196,10 +242,14 @@ class Teacher:
 
 class Model(torch.nn.Module):
     family = "student"
+    training_only = ("fake",)  # submodules a run's checkpoint keeps and an export leaves out
 
     def __init__(self, config: Config = Config()):
         super().__init__()
         self.register_buffer("alpha_bar", diffusion.alpha_bar_for(config), persistent=False)  # checks schedule and prediction
+        if config.dmd < 0 or config.regression < 0:
+            raise ValueError(f"dmd and regression are loss weights, >= 0; got dmd={config.dmd!r}, "
+                             f"regression={config.regression!r}")
         if not 0 < config.max_context < config.num_frames:
             raise ValueError(f"max_context must lie in [1, num_frames), got {config.max_context}")
         ts = config.timesteps
@@ -214,6 +264,7 @@ class Model(torch.nn.Module):
         self.net = UNet3D(network_config(config, temporal=True, causal=True, max_frames=config.num_frames,
                                          spacetime=config.spacetime))
         self.teacher = None  # a Teacher while training (attach_teacher); never saved
+        self.fake = None  # stage 2: the fake score model while training (attach_teacher); never exported
         self.teacher_grid = tuple(teacher_grid(ts, config.teacher_steps))  # plain ints: no tensor work in the step
         self.timesteps_for(config.sample_steps)  # the default must be one it is trained for
 
@@ -232,6 +283,10 @@ class Model(torch.nn.Module):
     def attach_teacher(self, teacher, compile: bool = False) -> Model:
         """Give the student its teacher for training (see `Teacher` for `compile`)."""
         check_teacher(teacher, self.config)
+        if self.config.dmd > 0:  # stage 2: the fake score model starts as the teacher, as in DMD
+            if getattr(teacher, "predictor", None) is not None:
+                raise ValueError("stage 2 (dmd > 0) needs a teacher without a predictor")
+            self.fake = copy.deepcopy(teacher).to(self.alpha_bar.device).train().requires_grad_(True)
         self.teacher = Teacher(teacher.to(self.alpha_bar.device), compile=compile)
         return self
 
@@ -282,7 +337,52 @@ class Model(torch.nn.Module):
         x0, _ = diffusion.x0_eps_from(c.prediction, out.float(), x_t, t, self.alpha_bar)
         per_frame = ((x0 - clean) ** 2).mean(dim=(2, 3, 4))  # (b, t)
         mask = (~given).float()  # the frames the teacher generated
-        return (per_frame * mask).sum() / mask.sum().clamp(min=1)
+        regression = (per_frame * mask).sum() / mask.sum().clamp(min=1)
+        if self.fake is None:
+            return regression
+        return c.regression * regression + self._distribution_matching(clean, given, cache)
+
+    # -- training: stage 2 ---------------------------------------------------------------------------
+
+    def _distribution_matching(self, clean, given, cache):
+        """DMD (see the module docstring): the student's own frames beside the clean past in `cache`,
+        moved along the fake score minus the teacher's; plus the fake score model's diffusion loss on them."""
+        c = self.config
+        b, n = clean.shape[:2]
+        device = clean.device
+        timesteps = self.timesteps_for(c.sample_steps)
+        # the student's sampling run for every frame at once, without gradients: its state at each step
+        states, x = [], torch.randn_like(clean)
+        with torch.no_grad():
+            for j, t in enumerate(timesteps):
+                states.append(x)
+                if j + 1 < len(timesteps):  # the same step as `_frames`: x_0, then fresh noise to the next level
+                    tt = torch.full((b, n), t, device=device)
+                    out = self(x, tt, cache=cache, mode="beside", write=False).float()
+                    x0 = diffusion.x0_eps_from(c.prediction, out, x, tt, self.alpha_bar)[0].clamp(-1, 1)
+                    t_next = torch.full((b, n), timesteps[j + 1], device=device)
+                    x = diffusion.q_sample(x0, t_next, torch.randn_like(x), self.alpha_bar)
+        # one step with gradients, from a randomly picked step of that run for each frame
+        pick = torch.randint(len(timesteps), (b, n), device=device)
+        t = torch.tensor(timesteps, device=device)[pick]  # (b, t)
+        rows, frames = torch.arange(b, device=device)[:, None], torch.arange(n, device=device)[None]
+        x_t = torch.stack(states)[pick, rows, frames]
+        out = self(x_t, t, cache=cache, mode="beside", write=False)
+        x0 = diffusion.x0_eps_from(c.prediction, out.float(), x_t, t, self.alpha_bar)[0]
+        sample = torch.where(given[:, :, None, None, None], clean, x0)  # the real context, then the student's frames
+        future = (~given).float()
+        # the teacher and the fake score model denoise the same noised clip
+        level = torch.randint(DMD_NOISE[0], DMD_NOISE[1] + 1, (b,), device=device)
+        noised = diffusion.q_sample(sample.detach(), level, torch.randn_like(sample), self.alpha_bar)
+        real = self.teacher.x0(noised, level, sample.detach(), given)
+        with torch.no_grad():
+            fake = denoised(self.fake, noised, level, sample.detach(), given)
+        # the fake score model learns the student's frames as the teacher learned real ones
+        fake_loss = diffusion.loss(self.fake, sample.detach(), torch.randint(0, c.diffusion_steps, (b,), device=device),
+                                   self.alpha_bar, self.fake.config.prediction, mask=future,
+                                   min_snr_gamma=self.fake.config.min_snr_gamma,
+                                   cond=sample.detach(), cond_mask=given.to(sample.dtype))
+        return c.dmd * dmd_loss(sample, real, fake, future) + fake_loss
 
     # -- sampling ------------------------------------------------------------------------------------
 

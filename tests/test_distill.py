@@ -221,6 +221,10 @@ def test_teacher_student_mismatches_are_named():
         model.attach_teacher(hybrid.Model(hybrid.Config(**{**hybrid.PRESETS["nano"].__dict__, **WINDOW})))
     with pytest.raises(RuntimeError, match="no teacher"):
         model.loss(data.training_batch(0, 1))
+    with pytest.raises(ValueError, match="loss weights"):
+        student(dmd=-1.0)
+    with pytest.raises(ValueError, match="without a predictor"):
+        student(dmd=1.0).attach_teacher(teacher(predictor=8))
     model.attach_teacher(teacher())
     for bad in (torch.zeros(1, 6, 1, 32, 32), torch.zeros(1, 6, 3, 64, 64), torch.zeros(1, 4, 1, 64, 64)):
         with pytest.raises(ValueError, match="the student trains on clips"):
@@ -244,3 +248,62 @@ def test_cli_trains_a_student_and_exports_it_without_the_teacher(tmp_path):
                                             set=window[1::2]))
     assert built.training and built.teacher is not None
     assert cli.main([*args[:-6], "--set", "num_frames=8"]) == 2  # the teacher's clip is 6 frames: refused
+
+
+# -- stage 2: distribution matching ------------------------------------------------------------------
+
+
+def test_dmd_loss_pushes_along_fake_minus_real_on_the_students_frames_only():
+    torch.manual_seed(0)
+    sample = torch.randn(2, 4, 1, 8, 8, requires_grad=True)
+    real, fake = torch.randn(2, 4, 1, 8, 8), torch.randn(2, 4, 1, 8, 8)
+    future = torch.tensor([[0.0, 1, 1, 1], [0, 0, 1, 1]])
+    distill.dmd_loss(sample, real, fake, future).backward()
+    m = future[:, :, None, None, None]
+    distance = ((sample.detach() - real).abs() * m).sum(dim=(1, 2, 3, 4)) / (future.sum(1) * 64)  # per clip
+    expected = (fake - real) / distance[:, None, None, None, None] * m / (future.sum() * 64)
+    torch.testing.assert_close(sample.grad, expected)
+    assert sample.grad[0, 0].abs().sum() == 0 and sample.grad[1, :2].abs().sum() == 0  # the context is never pushed
+
+
+def test_stage2_starts_with_stage1s_gradient_and_trains_the_fake_score_model():
+    """The fake score model starts as the teacher, so the two agree and DMD's push is zero at first."""
+    t = randomise(teacher()).eval()
+    one = distill.load_network(student(), t).attach_teacher(t).train()
+    two = distill.load_network(student(dmd=1.0), t).attach_teacher(t).train()
+    assert one.fake is None and all(torch.equal(a, b) for a, b in zip(two.fake.state_dict().values(),
+                                                                       t.state_dict().values()))
+    clips = data.training_batch(0, 2, seed=0)
+    grads = []
+    for model in (one, two):
+        torch.manual_seed(0)
+        model.loss(clips).backward()
+        grads.append([p.grad for p in model.net.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-9)
+    assert all(p.grad is None for p in t.parameters())  # the teacher stays frozen
+    assert sum(float(p.grad.abs().sum()) for p in two.fake.parameters() if p.grad is not None) > 0
+    # once the fake score model differs from the teacher, DMD moves the student (grads differ from stage 1's)
+    with torch.no_grad():
+        for p in two.fake.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    two.zero_grad()
+    torch.manual_seed(0)
+    two.loss(clips).backward()
+    assert any(not torch.allclose(p.grad, a, rtol=1e-4, atol=1e-7) for p, a in zip(two.net.parameters(), grads[0]))
+
+
+def test_stage2_from_the_cli_resumes_and_exports_without_the_fake_score_model(tmp_path):
+    checkpoints.export(randomise(teacher()), "diffusion", tmp_path / "teacher.pt", preset="nano")
+    args = ["train", "student", "--preset", "nano", "--batch-size", "1", "--device", "cpu",
+            "--teacher", str(tmp_path / "teacher.pt"), "--out", str(tmp_path / "run"),
+            "--set", "num_frames=6", "--set", "max_context=3", "--set", "teacher_steps=4", "--set", "dmd=0.5"]
+    assert cli.main([*args, "--steps", "1"]) == 0
+    assert cli.main([*args, "--steps", "2", "--export", str(tmp_path / "student.pt")]) == 0  # resumes at step 1
+    run = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert run["step"] == 2 and any(k.startswith("fake.") for k in run["model"])  # the run keeps it, to resume
+    exported = torch.load(tmp_path / "student.pt", weights_only=True)["state_dict"]
+    assert exported and not any(k.startswith("fake.") for k in exported)
+    model, info = checkpoints.load_export(tmp_path / "student.pt")
+    assert model.fake is None and model.config.dmd == 0.5
+    assert info["parameters"] == sum(p.numel() for p in model.parameters())
