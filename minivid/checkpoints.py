@@ -140,7 +140,9 @@ def load(path, family: str | None = None, expected_sha256: str | None = None, de
     if family is not None and payload.get("family") not in (None, family):
         raise ValueError(f"{path.name} holds a {payload.get('family')!r} model, not {family!r}")
     model = _build(payload.get("family") or family, payload["config"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()})
+    skip = tuple(f"{name}." for name in getattr(model, "training_only", ()))  # a run checkpoint may hold them
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
+                           if not k.startswith(skip)})
     return model.to(device).eval()
 
 

@@ -44,11 +44,18 @@ few steps, which blurs; DMD instead pushes the student's own samples towards the
   follows the student as it changes. Both losses add up: the student's terms never reach the fake's
   weights (its outputs are taken without gradients) and the fake's term never reaches the student
   (its frames are detached), so one optimizer trains both, at one learning rate and one update each a
-  step (DMD2 updates the fake five times a step; here the regression term, kept at weight
-  `regression` as DMD's first paper does, steadies the student instead). The fake score model is
-  training state only: it is saved in a run's checkpoint (so training resumes) and left out of exports.
+  step (DMD2 updates the fake five times a step; here the fake learns alone for the first
+  `fake_warmup` steps, so that its score describes the student before it pushes, and the regression
+  term, kept at weight `regression` as DMD's first paper does, steadies the student); their gradient norms are
+  clipped apart (`train.clip_groups`). The logged loss is the sum of the three terms, so it does not
+  compare with stage 1's. The fake score model is training state only: it is saved in a run's
+  checkpoint (so training resumes exactly), left out of exports, and dropped when a run checkpoint is
+  loaded as a model; the trainer's EMA copy carries a copy of it that nothing reads.
   Two simplifications against CausVid, both for cost: the student's frames follow the teacher's past,
   not its own (teacher forcing, as stage 1), and the teacher scores them at one noise level per clip.
+  Both x_0 estimates are clamped to [-1, 1] as the samplers clamp them (DMD2 does not clamp). Under
+  bf16 autocast the teacher (compiled on its own) and the fake (inside the step's graph) round
+  differently, so at the start their difference is rounding noise, not exactly zero.
 
     student = distill.build("small", args)                      # teacher attached, for training
     video = student.generate(context, num_frames=10, steps=4)   # (b, 10, c, h, w) in [0, 1]
@@ -95,6 +102,7 @@ class Config:
     sample_steps: int = 4  # steps per frame by default: the most the student was trained for
     dmd: float = 0.0  # stage 2: the weight of distribution matching (0: stage 1 only; see the docstring)
     regression: float = 1.0  # stage 2: the weight kept on stage 1's regression onto the teacher's frames
+    fake_warmup: int = 100  # stage 2: training steps in which only the fake score model learns (DMD's push off)
 
 
 PRESETS = {
@@ -250,6 +258,7 @@ class Model(torch.nn.Module):
         if config.dmd < 0 or config.regression < 0:
             raise ValueError(f"dmd and regression are loss weights, >= 0; got dmd={config.dmd!r}, "
                              f"regression={config.regression!r}")
+        _int_at_least("fake_warmup", config.fake_warmup, 0)
         if not 0 < config.max_context < config.num_frames:
             raise ValueError(f"max_context must lie in [1, num_frames), got {config.max_context}")
         ts = config.timesteps
@@ -287,6 +296,7 @@ class Model(torch.nn.Module):
             if getattr(teacher, "predictor", None) is not None:
                 raise ValueError("stage 2 (dmd > 0) needs a teacher without a predictor")
             self.fake = copy.deepcopy(teacher).to(self.alpha_bar.device).train().requires_grad_(True)
+            self.fake.register_buffer("updates", torch.zeros((), dtype=torch.long, device=self.alpha_bar.device))
         self.teacher = Teacher(teacher.to(self.alpha_bar.device), compile=compile)
         return self
 
@@ -382,7 +392,11 @@ class Model(torch.nn.Module):
                                    self.alpha_bar, self.fake.config.prediction, mask=future,
                                    min_snr_gamma=self.fake.config.min_snr_gamma,
                                    cond=sample.detach(), cond_mask=given.to(sample.dtype))
-        return c.dmd * dmd_loss(sample, real, fake, future) + fake_loss
+        # the push starts once the fake score model has had `fake_warmup` steps to learn the student's frames
+        on = (self.fake.updates >= c.fake_warmup).float()
+        if self.training:
+            self.fake.updates += 1
+        return on * c.dmd * dmd_loss(sample, real, fake, future) + fake_loss
 
     # -- sampling ------------------------------------------------------------------------------------
 

@@ -95,6 +95,7 @@ class Trainer:
             betas=(0.9, 0.99),
             fused=self.device.type == "cuda",  # one kernel for every parameter instead of several per tensor
         )
+        self.clip_groups = clip_groups(self.model)
         self.step = 0
         self.steps = config.steps  # the schedule's length; a `minutes` budget fixes it early in fit()
         self.planned = False  # whether that has happened
@@ -147,7 +148,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if c.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            for group in self.clip_groups:
+                torch.nn.utils.clip_grad_norm_(group, c.grad_clip)
         self.opt.step()
         self.update_ema()
         loss = loss.detach().float()
@@ -318,6 +320,15 @@ class LossOf(torch.nn.Module):
 def _sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def clip_groups(model: torch.nn.Module) -> list[list[torch.nn.Parameter]]:
+    """The parameters whose gradient norm is clipped together: each training-only submodule on its own (e.g. the
+    student's fake score model, `model.training_only`), then the model's own; one group for most models."""
+    parts = [getattr(model, name) for name in getattr(model, "training_only", ())]
+    groups = [list(part.parameters()) for part in parts if part is not None]
+    apart = {id(p) for group in groups for p in group}
+    return [*groups, [p for p in model.parameters() if id(p) not in apart]]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

@@ -6,7 +6,7 @@ from argparse import Namespace
 import pytest
 import torch
 
-from minivid import checkpoints, cli, data, diffusion, distill, hybrid, video_diffusion
+from minivid import checkpoints, cli, data, diffusion, distill, hybrid, train, video_diffusion
 from minivid.models import frame_cache
 
 WINDOW = dict(num_frames=6, max_context=3)  # short clips keep every test fast
@@ -223,6 +223,8 @@ def test_teacher_student_mismatches_are_named():
         model.loss(data.training_batch(0, 1))
     with pytest.raises(ValueError, match="loss weights"):
         student(dmd=-1.0)
+    with pytest.raises(ValueError, match="fake_warmup"):
+        student(fake_warmup=-1)
     with pytest.raises(ValueError, match="without a predictor"):
         student(dmd=1.0).attach_teacher(teacher(predictor=8))
     model.attach_teacher(teacher())
@@ -270,9 +272,9 @@ def test_stage2_starts_with_stage1s_gradient_and_trains_the_fake_score_model():
     """The fake score model starts as the teacher, so the two agree and DMD's push is zero at first."""
     t = randomise(teacher()).eval()
     one = distill.load_network(student(), t).attach_teacher(t).train()
-    two = distill.load_network(student(dmd=1.0), t).attach_teacher(t).train()
-    assert one.fake is None and all(torch.equal(a, b) for a, b in zip(two.fake.state_dict().values(),
-                                                                       t.state_dict().values()))
+    two = distill.load_network(student(dmd=1.0, fake_warmup=0), t).attach_teacher(t).train()
+    assert one.fake is None and all(torch.equal(a, b) for a, b in zip(two.fake.net.state_dict().values(),
+                                                                       t.net.state_dict().values()))
     clips = data.training_batch(0, 2, seed=0)
     grads = []
     for model in (one, two):
@@ -281,29 +283,78 @@ def test_stage2_starts_with_stage1s_gradient_and_trains_the_fake_score_model():
         grads.append([p.grad for p in model.net.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-9)
-    assert all(p.grad is None for p in t.parameters())  # the teacher stays frozen
-    assert sum(float(p.grad.abs().sum()) for p in two.fake.parameters() if p.grad is not None) > 0
-    # once the fake score model differs from the teacher, DMD moves the student (grads differ from stage 1's)
-    with torch.no_grad():
+    # every weight of the fake score model learns (DDP needs each used), from its own loss
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in two.fake.parameters())
+    # the student and the fake are clipped apart; a model without training-only parts is one group
+    assert [len(g) for g in train.clip_groups(two)] == [len(list(two.fake.parameters())), len(list(two.net.parameters()))]
+    assert len(train.clip_groups(one)) == 1
+
+
+def test_stage2_pushes_only_after_the_fake_score_models_warmup():
+    t = randomise(teacher()).eval()
+    one = distill.load_network(student(), t).attach_teacher(t).train()
+    two = distill.load_network(student(dmd=1.0, fake_warmup=2), t).attach_teacher(t).train()
+    with torch.no_grad():  # a fake score model that disagrees with the teacher
         for p in two.fake.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    two.zero_grad()
-    torch.manual_seed(0)
-    two.loss(clips).backward()
-    assert any(not torch.allclose(p.grad, a, rtol=1e-4, atol=1e-7) for p, a in zip(two.net.parameters(), grads[0]))
+    clips = data.training_batch(0, 2, seed=0)
+    same = []
+    for call in range(3):
+        grads = []
+        for model in (one, two):
+            model.zero_grad()
+            torch.manual_seed(call)
+            model.loss(clips).backward()
+            grads.append([p.grad for p in model.net.parameters()])
+        same.append(all(torch.allclose(b, a, rtol=1e-6, atol=1e-9) for a, b in zip(*grads)))
+    assert same == [True, True, False] and int(two.fake.updates) == 3
 
 
-def test_stage2_from_the_cli_resumes_and_exports_without_the_fake_score_model(tmp_path):
+def test_stage2_moves_the_students_frames_towards_the_teacher(monkeypatch):
+    """With a stand-in teacher that answers black frames and a fake score model that answers the student's own
+    frames, DMD alone (no regression) must make the student's frames darker; the other way round, brighter."""
+    t = randomise(teacher()).eval()
+    model = distill.load_network(student(dmd=1.0, regression=0.0, fake_warmup=0), t).attach_teacher(t).train()
+    seen = []
+
+    def black(x_t, level, clips, given):  # the teacher's x_0: black frames; records the student's clip
+        seen.append(clips.clone())
+        return torch.full_like(clips, -1.0)
+
+    monkeypatch.setattr(model.teacher, "x0", black)
+    monkeypatch.setattr(distill, "denoised", lambda net, x_t, level, clips, given: clips.clone())
+    opt = torch.optim.Adam(model.net.parameters(), lr=1e-2)  # the student only
+    clips = data.training_batch(0, 2, seed=0)
+    for _ in range(4):
+        torch.manual_seed(0)  # the same draws each time: only the student's weights change
+        opt.zero_grad()
+        model.loss(clips).backward()
+        opt.step()
+    future = (seen[0] != seen[-1]).flatten(2).any(dim=2)  # the frames the student made
+    assert future.any() and (seen[-1] == seen[0])[~future].all()  # the context is the real one, untouched
+    ink = [((clip + 1) / 2)[future].mean() for clip in (seen[0], seen[-1])]
+    assert ink[1] < ink[0] - 0.01, ink
+
+
+def test_stage2_from_the_cli_resumes_exactly_and_exports_without_the_fake_score_model(tmp_path):
     checkpoints.export(randomise(teacher()), "diffusion", tmp_path / "teacher.pt", preset="nano")
-    args = ["train", "student", "--preset", "nano", "--batch-size", "1", "--device", "cpu",
-            "--teacher", str(tmp_path / "teacher.pt"), "--out", str(tmp_path / "run"),
-            "--set", "num_frames=6", "--set", "max_context=3", "--set", "teacher_steps=4", "--set", "dmd=0.5"]
-    assert cli.main([*args, "--steps", "1"]) == 0
-    assert cli.main([*args, "--steps", "2", "--export", str(tmp_path / "student.pt")]) == 0  # resumes at step 1
-    run = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    assert run["step"] == 2 and any(k.startswith("fake.") for k in run["model"])  # the run keeps it, to resume
-    exported = torch.load(tmp_path / "student.pt", weights_only=True)["state_dict"]
-    assert exported and not any(k.startswith("fake.") for k in exported)
-    model, info = checkpoints.load_export(tmp_path / "student.pt")
+
+    def run(out, steps, export=None):
+        args = ["train", "student", "--preset", "nano", "--batch-size", "1", "--device", "cpu", "--steps", str(steps),
+                "--teacher", str(tmp_path / "teacher.pt"), "--out", str(tmp_path / out), "--set", "num_frames=6",
+                "--set", "max_context=3", "--set", "teacher_steps=4", "--set", "dmd=0.5", "--set", "fake_warmup=1"]
+        assert cli.main(args + (["--export", str(tmp_path / export)] if export else [])) == 0
+
+    run("straight", 2, export="straight.pt")
+    run("resumed", 1)
+    run("resumed", 2, export="resumed.pt")  # resumes at step 1: needs the fake score model's weights and moments
+    ckpt = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 2 and int(ckpt["model"]["fake.updates"]) == 2  # the run keeps the fake, to resume
+    straight, resumed = (torch.load(tmp_path / f, weights_only=True)["state_dict"] for f in ("straight.pt", "resumed.pt"))
+    assert straight.keys() == resumed.keys() and not any(k.startswith("fake.") for k in straight)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    model, info = checkpoints.load_export(tmp_path / "resumed.pt")
     assert model.fake is None and model.config.dmd == 0.5
     assert info["parameters"] == sum(p.numel() for p in model.parameters())
+    run_model = checkpoints.load(tmp_path / "resumed" / "checkpoint.pt")  # a run checkpoint loads as a student too
+    assert run_model.fake is None and run_model.family == "student"
