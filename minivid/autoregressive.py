@@ -50,6 +50,8 @@ class Config:
     transformer: tfm.Config = field(default_factory=tfm.Config)  # the causal model over its tokens
     token_noise: float = 0.0  # training only: input tokens replaced at random, at a rate drawn per clip from
     # [0, token_noise): teacher forcing then also teaches continuing from imperfect tokens (exposure bias)
+    own_tokens: float = 0.0  # training only: input tokens replaced by the model's own draws (parallel scheduled
+    # sampling), at a rate drawn per clip from [0, own_tokens): the errors it will read when it generates
 
 
 PRESETS = {
@@ -156,6 +158,15 @@ class Model(torch.nn.Module):
         """Next-token cross-entropy over every token of the clips (in nats per token)."""
         tokens = self.sequence(batch[:, : self.config.transformer.max_frames])
         inputs = self.shifted(tokens)
+        if self.config.own_tokens > 0:  # parallel scheduled sampling (Duckworth et al. 2019), one pass
+            with torch.no_grad():  # the model's own token at every position, drawn given the true past
+                logits = self.transformer(inputs).float()
+                gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp(1e-10, 1 - 1e-7)))
+                drawn = (logits + gumbel).argmax(-1)  # a draw at temperature 1 (Gumbel-max)
+            rate = self.config.own_tokens * torch.rand(tokens.shape[0], 1, device=tokens.device)  # (b, 1)
+            swap = torch.rand(inputs.shape, device=tokens.device) < rate
+            swap[:, 0] = False  # the start token stays
+            inputs = torch.where(swap, self.shifted(drawn), inputs)
         if self.config.token_noise > 0:  # corrupt some inputs; the targets stay the true tokens
             rate = self.config.token_noise * torch.rand(tokens.shape[0], 1, device=tokens.device)  # (b, 1)
             swap = torch.rand(inputs.shape, device=tokens.device) < rate
@@ -471,23 +482,24 @@ def build(preset: str, args=None) -> Model:
 
     init = getattr(args, "init", None) if args is not None else None
     tokenizer = checkpoints.resolve(init or "pretrained:vqvae")
-    token_noise = getattr(args, "token_noise", None) if args is not None else None
-    if token_noise is not None and not 0 <= token_noise < 1:
-        raise ValueError(f"--token-noise must lie in [0, 1), got {token_noise}")
+    rates = {}  # the training-only corruptions asked for: --token-noise, --own-tokens
+    for name in ("token_noise", "own_tokens"):
+        value = getattr(args, name, None) if args is not None else None
+        if value is not None and not 0 <= value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1), got {value}")
+        if value is not None:
+            rates[name] = value
     if getattr(tokenizer, "family", None) == "autoregressive":  # continue training a whole model
         model = tokenizer.train()
-        if token_noise is not None:
-            model.config = dataclasses.replace(model.config, token_noise=token_noise)
-        return model
-    if getattr(tokenizer, "family", None) != "vqvae":
+    elif getattr(tokenizer, "family", None) == "vqvae":
+        model = from_tokenizer(tokenizer, PRESETS[preset].transformer)
+    else:
         raise ValueError(f"--init expects a vqvae or autoregressive export, got a {getattr(tokenizer, 'family', None)!r} model")
-    model = from_tokenizer(tokenizer, PRESETS[preset].transformer)
-    if token_noise is not None:
-        model.config = dataclasses.replace(model.config, token_noise=token_noise)
+    model.config = dataclasses.replace(model.config, **rates)
     return model
 
 
 def from_config(config: dict) -> Model:
     """Rebuild from a checkpoint's plain-data config."""
     return Model(Config(vqvae.Config(**config["tokenizer"]), tfm.Config(**config["transformer"]),
-                        token_noise=config.get("token_noise", 0.0)))
+                        token_noise=config.get("token_noise", 0.0), own_tokens=config.get("own_tokens", 0.0)))

@@ -68,6 +68,9 @@ def _add_family_commands(sub):
     p.add_argument("--token-noise", type=float, default=None,
                    help="autoregressive only: each clip's input tokens are replaced by random ones at a rate drawn "
                         "from [0, this) in training, so the model learns to continue from imperfect tokens")
+    p.add_argument("--own-tokens", type=float, default=None,
+                   help="autoregressive only: each clip's input tokens are replaced by the model's own draws (given "
+                        "the true past) at a rate drawn from [0, this) in training: parallel scheduled sampling")
     p.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
                    help="diffusion, hybrid, dit and judge: change a field of the preset's Config, e.g. --set "
                         "spacetime=True (repeatable; continuing from weights without the new layers adds them at zero)")

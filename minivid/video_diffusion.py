@@ -50,6 +50,8 @@ class Config:
     sample_steps: int = 20  # DDIM steps used by default (CPU-friendly; 50 is a little better)
     predictor: int = 0  # 0: none; else the width of a deterministic predictor whose guess the denoiser sees
     predictor_net: str = "unet"  # "unet": a narrower 3D UNet; "framestack": frames stacked as channels (SimVP)
+    frame_attention_from: int = 0  # temporal attention at levels >= this; 1: the temporal conv alone at full
+    # resolution, a cheaper network (see unet3d.UNetConfig)
 
 
 PRESETS = {
@@ -77,6 +79,7 @@ class Model(torch.nn.Module):
                 patch=config.patch,
                 spacetime=config.spacetime,
                 max_frames=config.num_frames,
+                frame_attention_from=config.frame_attention_from,
                 in_channels=4 if config.predictor else 3,  # noisy, context, mask (, guess)
                 guess=bool(config.predictor),
             )

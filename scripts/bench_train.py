@@ -3,13 +3,14 @@
     python scripts/bench_train.py                                   # this code, eager and compiled, one GPU
     python scripts/bench_train.py --before OLD --json bench.json    # and the code in OLD/minivid, side by side
     python scripts/bench_train.py --gpus 4                          # and one compiled DDP job over 4 GPUs
+    python scripts/bench_train.py --families diffusion,diffusion@frame_attention_from=1   # a config change, side by side
     python scripts/bench_train.py --curve --steps 300 --seed 0      # a loss curve (JSON line), for parity plots
     python scripts/bench_train.py --plot a.json b.json --out parity.png
 
 Each measurement runs in its own process (so an older copy of the package can be imported from
 `--before`, and compiled graphs never leak between rows). A row times `--windows` windows of
 `--steps` optimizer steps after warm-up (compilation included in the warm-up) and reports the median
-window. FLOPs per step come from torch's FLOP counter on one eager forward + backward; the peak they
+window. A family may carry `--set` overrides after `@`, joined by `+` (e.g. `diffusion@spacetime=True+heads=8`). FLOPs per step come from torch's FLOP counter on one eager forward + backward; the peak they
 are compared with is a large bf16 matrix product measured on the same GPU.
 """
 
@@ -53,8 +54,9 @@ def trainer_for(family_name: str, preset: str, batch_size: int, compile: bool, l
     from minivid.train import TrainConfig, Trainer
 
     torch.manual_seed(seed)
-    family = get_family(family_name)
-    model = family.build(preset)
+    name, _, overrides = family_name.partition("@")  # e.g. diffusion@frame_attention_from=1
+    family = get_family(name)
+    model = family.build(preset, argparse.Namespace(set=overrides.split("+"))) if overrides else family.build(preset)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=family.default_lr, device=device, compile=compile,
                       progress=False, log_every=log_every, seed=seed, warmup_steps=100)
     return Trainer(model, cfg, make_batch=data.training_batch)

@@ -219,6 +219,33 @@ def test_export_and_load_roundtrip(tmp_path, tiny_model):
     assert (a == b).float().mean() > 0.9  # fp16 storage may flip a near-tie or two
 
 
+def test_own_tokens_feed_the_models_own_draws_not_the_targets(tiny_model, monkeypatch):
+    import dataclasses
+
+    model = ar.Model(dataclasses.replace(tiny_model.config, own_tokens=0.9))
+    model.load_state_dict(tiny_model.state_dict())
+    seen, forward = [], model.transformer.forward
+
+    def sure_of_7(inputs, *args, **kwargs):  # the model puts all its mass on token 7 everywhere
+        seen.append(inputs.clone())
+        logits = forward(inputs, *args, **kwargs).clone()
+        logits[..., 7] += 100.0
+        return logits
+
+    monkeypatch.setattr(model.transformer, "forward", sure_of_7)
+    torch.manual_seed(0)
+    loss = model.loss(data.standard_test_set(4))
+    assert torch.isfinite(loss) and len(seen) == 2  # one pass to draw, one to learn
+    true, mixed = seen
+    assert torch.equal(true, model.shifted(model.sequence(data.standard_test_set(4)[:, :model.config.transformer.max_frames])))
+    changed = mixed != true
+    assert changed.any() and (mixed[changed] == 7).all()  # every replaced input is the model's own draw
+    assert torch.equal(mixed[:, 0], true[:, 0])  # the start token stays
+    assert ar.from_config(checkpoints.config_dict(model)).config.own_tokens == 0.9
+    with pytest.raises(ValueError, match="own-tokens"):
+        ar.build("tiny", argparse.Namespace(init=None, own_tokens=1.0))
+
+
 def test_token_noise_corrupts_inputs_not_targets(tiny_model):
     import dataclasses
 

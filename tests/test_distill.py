@@ -1,6 +1,7 @@
 """The causal few-step student: the frame cache against the whole clip, stage 1, sampling, streaming, errors."""
 
 import copy
+import dataclasses
 from argparse import Namespace
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 from minivid import checkpoints, cli, data, diffusion, distill, hybrid, train, video_diffusion
 from minivid.models import frame_cache
+from minivid.models.unet3d import UNet3D
 
 WINDOW = dict(num_frames=6, max_context=3)  # short clips keep every test fast
 
@@ -32,16 +34,19 @@ def student(**changes):
     return distill.Model(distill.Config(**base)).eval()
 
 
-def causal_net(spacetime=False):
-    return randomise(hybrid.Model(hybrid.Config(**{**hybrid.PRESETS["nano"].__dict__, **WINDOW, "spacetime": spacetime})).net)
+def causal_net(spacetime=False, frame_attention_from=0):
+    net = hybrid.Model(hybrid.Config(**{**hybrid.PRESETS["nano"].__dict__, **WINDOW, "spacetime": spacetime})).net
+    if frame_attention_from:  # the temporal conv alone below that level
+        net = UNet3D(dataclasses.replace(net.config, frame_attention_from=frame_attention_from))
+    return randomise(net)
 
 
 # -- the frame cache ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spacetime", [False, True])
-def test_cached_frames_equal_the_whole_clip(spacetime):
-    net = causal_net(spacetime)
+@pytest.mark.parametrize("spacetime, frame_attention_from", [(False, 0), (True, 0), (False, 1)])
+def test_cached_frames_equal_the_whole_clip(spacetime, frame_attention_from):
+    net = causal_net(spacetime, frame_attention_from)
     x, t = torch.randn(2, 6, 1, 64, 64), torch.tensor([[-1, -1, 999, 500, 20, 0], [-1, 10, 300, 300, 900, 999]])
     with torch.no_grad():
         whole = net(x, t)

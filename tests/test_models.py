@@ -25,8 +25,9 @@ def test_unet_shapes_and_per_frame_timesteps():
     assert net(x, torch.randint(0, 1000, (2, 5)), cond=x, cond_mask=torch.ones(2, 5)).shape == x.shape
 
 
-def test_causal_network_never_sees_the_future():
-    net = UNet3D(UNetConfig(in_channels=1, causal=True, **NANO))
+@pytest.mark.parametrize("frame_attention_from", [0, 1])
+def test_causal_network_never_sees_the_future(frame_attention_from):
+    net = UNet3D(UNetConfig(in_channels=1, causal=True, frame_attention_from=frame_attention_from, **NANO))
     _randomize(net)
     x = torch.randn(1, 6, 1, 16, 16)
     y = x.clone()
@@ -36,6 +37,31 @@ def test_causal_network_never_sees_the_future():
         a, b = net(x, t), net(y, t)
     assert torch.allclose(a[:, :4], b[:, :4], atol=1e-5)
     assert not torch.allclose(a[:, 4:], b[:, 4:], atol=1e-3)
+
+
+def test_frame_attention_only_from_a_level_leaves_the_temporal_conv_everywhere():
+    full = UNet3D(UNetConfig(in_channels=1, **NANO))
+    cheap = UNet3D(UNetConfig(in_channels=1, frame_attention_from=1, **NANO))
+    blocks = [m for m in cheap.modules() if hasattr(m, "temporal") and m.temporal is not None]
+    by_width = {(m.temporal.conv.in_channels, m.temporal.attention) for m in blocks}
+    assert by_width == {(16, False), (32, True)}  # NANO: level 0 is 16 wide, level 1 (and the middle) 32
+    assert all(hasattr(m.temporal, "qkv") == m.temporal.attention for m in blocks)
+    assert all(m.temporal.attention for m in full.modules() if hasattr(m, "temporal") and m.temporal is not None)
+    assert sum(p.numel() for p in cheap.parameters()) < sum(p.numel() for p in full.parameters())
+    # the shared weights are the same names and shapes: the cheap network is the full one with layers left out
+    shared = cheap.state_dict()
+    assert all(full.state_dict()[k].shape == v.shape for k, v in shared.items())
+    _randomize(cheap)
+    x = torch.randn(1, 6, 1, 16, 16)
+    y = x.clone()
+    y[:, 5] = torch.randn_like(y[:, 5])
+    with torch.no_grad():  # still a video network: frame 0 sees frame 5 (through the lower levels' attention)
+        a, b = cheap(x, torch.tensor([500]))[:, 0], cheap(y, torch.tensor([500]))[:, 0]
+    assert (a - b).abs().max() > 0
+    model = video_diffusion.Model(dataclasses.replace(video_diffusion.PRESETS["nano"], num_frames=6, frame_attention_from=1))
+    loss = model.loss(torch.rand(2, 6, 1, 64, 64))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters())
 
 
 def test_full_network_does_see_the_future():
@@ -162,7 +188,8 @@ def test_spacetime_attention_is_block_causal():
 
 @pytest.mark.parametrize("pair, message", [(["spacetime"], "NAME=VALUE"), (["width=3"], "NAME=VALUE"),
                                            (["spacetime=3"], "expected a value like False"),
-                                           (["channel_mults=(1,2)"], None), (["min_snr_gamma=5"], None)])
+                                           (["channel_mults=(1,2)"], None), (["min_snr_gamma=5"], None),
+                                           (["frame_attention_from=1"], None)])
 def test_config_overrides(pair, message):
     from argparse import Namespace
 

@@ -107,6 +107,10 @@ def temporal(block: TemporalBlock, x: torch.Tensor, call: _Call) -> torch.Tensor
     taps = torch.stack([earlier[:, index], earlier[:, index + 1], conv_in], dim=-1)  # (b h w) n c 3
     conv = block.conv(rearrange(taps, "m n c k -> (m n) c k"))  # (b h w n) c 1
     y = y + rearrange(conv, "(m n) c 1 -> m n c", n=n)
+    if not block.attention:  # a block without frame attention: the conv's inputs are all it keeps
+        if call.write:
+            call.cache.layers[block] = {"conv": torch.cat([history, conv_in], dim=1)}
+        return rearrange(y, "(b h w) t c -> (b t) c h w", h=h, w=w)
     # temporal attention: the new frames' queries against the cached keys and values, and their own
     z = block.attn_norm(y) + block.pos[call.positions]
     q, k, v = rearrange(block.qkv(z), "m n (three heads d) -> three m heads n d", three=3, heads=block.heads)

@@ -42,6 +42,8 @@ class UNetConfig:
     spacetime: bool = False  # also full space-time attention in the lowest-resolution blocks (8x8 x frames):
     # a token can look at other places in other frames in one hop, which is what following motion needs
     max_frames: int = 32  # longest clip the frame-position embedding covers
+    frame_attention_from: int = 0  # temporal attention at levels >= this (0: every level; 1: not at full
+    # resolution, where it costs most); the temporal conv runs at every level, the middle blocks are the lowest
     patch: int = 2  # lossless space-to-depth at the stem: 64x64x1 -> 32x32x4 costs ~4x less compute
     dropout: float = 0.0  # endless synthetic data: no need
     guess: bool = False  # one more input channel: a deterministic predictor's guess of every frame (see
@@ -133,14 +135,15 @@ class TemporalBlock(nn.Module):
     initialisation the block is the identity (what inflation from an image model needs).
     """
 
-    def __init__(self, channels: int, heads: int, causal: bool, max_frames: int):
+    def __init__(self, channels: int, heads: int, causal: bool, max_frames: int, attention: bool = True):
         super().__init__()
-        self.causal, self.heads = causal, heads
+        self.causal, self.heads, self.attention = causal, heads, attention
         self.conv_norm = nn.LayerNorm(channels)
         self.conv = zero_init(nn.Conv1d(channels, channels, 3, padding=0))
-        self.attn_norm = nn.LayerNorm(channels)
-        self.qkv = nn.Linear(channels, 3 * channels)
-        self.out = zero_init(nn.Linear(channels, channels))
+        if attention:  # without it (UNetConfig.frame_attention_from) the block is the temporal conv alone
+            self.attn_norm = nn.LayerNorm(channels)
+            self.qkv = nn.Linear(channels, 3 * channels)
+            self.out = zero_init(nn.Linear(channels, channels))
         self.register_buffer("pos", sinusoidal(torch.arange(max_frames), channels), persistent=False)
 
     def forward(self, x, num_frames: int):  # x: (b t) c h w
@@ -152,11 +155,11 @@ class TemporalBlock(nn.Module):
         z = rearrange(self.conv_norm(y), "n t c -> n c t")
         z = F.pad(z, (2, 0) if self.causal else (1, 1))
         y = y + rearrange(self.conv(z), "n c t -> n t c")
-        # temporal attention with the frame index added to queries and keys' input
-        z = self.attn_norm(y) + self.pos[:num_frames]
-        q, k, v = rearrange(self.qkv(z), "n t (three heads d) -> three n heads t d", three=3, heads=self.heads)
-        z = frame_attention(q, k, v, self.causal)  # n heads t d
-        y = y + self.out(rearrange(z, "n heads t d -> n t (heads d)"))
+        if self.attention:  # temporal attention with the frame index added to queries and keys' input
+            z = self.attn_norm(y) + self.pos[:num_frames]
+            q, k, v = rearrange(self.qkv(z), "n t (three heads d) -> three n heads t d", three=3, heads=self.heads)
+            z = frame_attention(q, k, v, self.causal)  # n heads t d
+            y = y + self.out(rearrange(z, "n heads t d -> n t (heads d)"))
         return rearrange(y, "(b h w) t c -> (b t) c h w", h=h, w=w)
 
 
@@ -193,11 +196,13 @@ class Block(nn.Module):
     """A residual block, then spatial attention (low resolutions only), then the temporal layers,
     then (optionally, lowest resolution only) full space-time attention."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, spatial_attn: bool, cfg: UNetConfig, spacetime: bool = False):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, spatial_attn: bool, cfg: UNetConfig, spacetime: bool = False,
+                 level: int = 0):
         super().__init__()
         self.res = ResBlock(c_in, c_out, emb_dim, cfg.dropout)
         self.attn = SpatialAttention(c_out, cfg.heads) if spatial_attn else None
-        self.temporal = TemporalBlock(c_out, cfg.heads, cfg.causal, cfg.max_frames) if cfg.temporal else None
+        frames = level >= cfg.frame_attention_from
+        self.temporal = TemporalBlock(c_out, cfg.heads, cfg.causal, cfg.max_frames, frames) if cfg.temporal else None
         use_st = spacetime and cfg.spacetime and cfg.temporal
         self.spacetime = SpacetimeAttention(c_out, cfg.heads, cfg.causal, cfg.max_frames) if use_st else None
 
@@ -227,6 +232,9 @@ class UNet3D(nn.Module):
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
         self.config = cfg = config
+        if isinstance(cfg.frame_attention_from, bool) or not isinstance(cfg.frame_attention_from, int) or cfg.frame_attention_from < 0:
+            raise ValueError(f"frame_attention_from must be a level >= 0 (0: frame attention everywhere), "
+                             f"got {cfg.frame_attention_from!r}")
         chans = [cfg.base_channels * m for m in cfg.channel_mults]
         emb_dim = 4 * cfg.base_channels
         self.time_mlp = nn.Sequential(nn.Linear(cfg.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -236,17 +244,19 @@ class UNet3D(nn.Module):
         lowest = len(chans) - 1
         for i, width in enumerate(chans):
             for _ in range(cfg.blocks_per_level):
-                self.down.append(Block(c, width, emb_dim, i in cfg.attention_levels, cfg, spacetime=i == lowest))
+                self.down.append(Block(c, width, emb_dim, i in cfg.attention_levels, cfg, spacetime=i == lowest, level=i))
                 c = width
                 skip_widths.append(c)
             if i < len(chans) - 1:
                 self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
                 skip_widths.append(c)
-        self.mid = nn.ModuleList([Block(c, c, emb_dim, True, cfg, spacetime=True), Block(c, c, emb_dim, False, cfg, spacetime=True)])
+        self.mid = nn.ModuleList([Block(c, c, emb_dim, True, cfg, spacetime=True, level=lowest),
+                                  Block(c, c, emb_dim, False, cfg, spacetime=True, level=lowest)])
         self.up = nn.ModuleList()  # Blocks (each takes one skip) and upsamplers, in order
         for i, width in reversed(list(enumerate(chans))):
             for _ in range(cfg.blocks_per_level + 1):
-                self.up.append(Block(c + skip_widths.pop(), width, emb_dim, i in cfg.attention_levels, cfg, spacetime=i == lowest))
+                self.up.append(Block(c + skip_widths.pop(), width, emb_dim, i in cfg.attention_levels, cfg,
+                                     spacetime=i == lowest, level=i))
                 c = width
             if i > 0:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)))
