@@ -65,6 +65,15 @@ PRESETS = {
 # --------------------------------------------------------------------------------------------
 
 
+def replaced_at_random(inputs: torch.Tensor, others: torch.Tensor, max_rate: float) -> torch.Tensor:
+    """`inputs` (b, n) with each position but the first (the start token) taken from `others` at a rate
+    drawn per clip from [0, max_rate): the training-time corruptions `token_noise` and `own_tokens`."""
+    rate = max_rate * torch.rand(inputs.shape[0], 1, device=inputs.device)  # (b, 1)
+    swap = torch.rand(inputs.shape, device=inputs.device) < rate
+    swap[:, 0] = False  # the start token stays
+    return torch.where(swap, others, inputs)
+
+
 def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
     """Logits (..., vocab) scaled by 1/temperature, with tokens outside top-k / the top-p nucleus set to -inf."""
     if not temperature > 0:
@@ -163,15 +172,10 @@ class Model(torch.nn.Module):
                 logits = self.transformer(inputs).float()
                 gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp(1e-10, 1 - 1e-7)))
                 drawn = (logits + gumbel).argmax(-1)  # a draw at temperature 1 (Gumbel-max)
-            rate = self.config.own_tokens * torch.rand(tokens.shape[0], 1, device=tokens.device)  # (b, 1)
-            swap = torch.rand(inputs.shape, device=tokens.device) < rate
-            swap[:, 0] = False  # the start token stays
-            inputs = torch.where(swap, self.shifted(drawn), inputs)
+            inputs = replaced_at_random(inputs, self.shifted(drawn), self.config.own_tokens)
         if self.config.token_noise > 0:  # corrupt some inputs; the targets stay the true tokens
-            rate = self.config.token_noise * torch.rand(tokens.shape[0], 1, device=tokens.device)  # (b, 1)
-            swap = torch.rand(inputs.shape, device=tokens.device) < rate
-            swap[:, 0] = False  # the start token stays
-            inputs = torch.where(swap, torch.randint_like(inputs, self.config.transformer.vocab_size), inputs)
+            noise = torch.randint_like(inputs, self.config.transformer.vocab_size)
+            inputs = replaced_at_random(inputs, noise, self.config.token_noise)
         logits = self.transformer(inputs)
         return F.cross_entropy(rearrange(logits, "b n v -> (b n) v").float(), tokens.flatten())
 

@@ -62,10 +62,16 @@ def config_dict(model) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def training_only(model) -> tuple:
+    """The state-dict prefixes of a model's training-only submodules (e.g. the student's fake score model):
+    a run checkpoint keeps them, an export leaves them out, and loading a model drops them."""
+    return tuple(f"{name}." for name in getattr(model, "training_only", ()))
+
+
 def export(model, family: str, path, preset: str | None = None, recipe: str = "", metrics: dict | None = None) -> dict:
     """Write the shippable pair PATH (weights, float16) and PATH with .json (hash, recipe, metrics)."""
     path = Path(path)
-    skip = tuple(f"{name}." for name in getattr(model, "training_only", ()))  # e.g. the student's fake score model
+    skip = training_only(model)
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items() if not k.startswith(skip)}
     payload = {"family": family, "preset": preset, "config": config_dict(model), "state_dict": state}
     atomic_save(payload, path)
@@ -140,7 +146,7 @@ def load(path, family: str | None = None, expected_sha256: str | None = None, de
     if family is not None and payload.get("family") not in (None, family):
         raise ValueError(f"{path.name} holds a {payload.get('family')!r} model, not {family!r}")
     model = _build(payload.get("family") or family, payload["config"])
-    skip = tuple(f"{name}." for name in getattr(model, "training_only", ()))  # a run checkpoint may hold them
+    skip = training_only(model)  # a run checkpoint may hold them
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()
                            if not k.startswith(skip)})
     return model.to(device).eval()

@@ -137,6 +137,14 @@ def teacher_grid(timesteps, teacher_steps: int) -> list[int]:
     return grid
 
 
+def denoised(model, x_t, t, clips, given, guess=None):
+    """A diffusion model's clean estimate x_0 of x_t at level t (b,), given the frames of `clips` where
+    `given` (b, t) is True (and its predictor's `guess`, if it has one), clamped to [-1, 1] as its sampler
+    clamps it."""
+    out = model(x_t, t, cond=clips, cond_mask=given.to(clips.dtype), guess=guess).float()
+    return diffusion.x0_eps_from(model.config.prediction, out, x_t, t, model.alpha_bar)[0].clamp(-1, 1)
+
+
 @torch.no_grad()
 def teacher_trajectory(teacher, clips, given, grid, keep, noise=None, generator=None):
     """The teacher's deterministic DDIM run (eta 0) from noise, given the first frames of `clips`.
@@ -149,28 +157,18 @@ def teacher_trajectory(teacher, clips, given, grid, keep, noise=None, generator=
     """
     alpha_bar = teacher.alpha_bar
     x = torch.randn(clips.shape, generator=generator, device=clips.device) if noise is None else noise
-    cond_mask = given.to(clips.dtype)
-    guess = teacher.guess(clips, cond_mask) if getattr(teacher, "predictor", None) is not None else None
+    guess = teacher.guess(clips, given.to(clips.dtype)) if getattr(teacher, "predictor", None) is not None else None
     states = []
     for i, t in enumerate(grid):
         if t in keep:
             states.append(x)
         t_prev = grid[i + 1] if i + 1 < len(grid) else -1
         tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-        out = teacher(x, tt, cond=clips, cond_mask=cond_mask, guess=guess).float()
-        x0, _ = diffusion.x0_eps_from(teacher.config.prediction, out, x, tt, alpha_bar)
-        x0 = x0.clamp(-1, 1)  # as the teacher's sampler does, with eps made to agree
+        x0 = denoised(teacher, x, tt, clips, given, guess)  # clamped as its sampler does, eps made to agree
         ab = diffusion.alpha_bar_at(alpha_bar, tt, x.ndim)
         eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
         x = diffusion.step(x0, eps, tt, torch.full_like(tt, t_prev), alpha_bar)  # DDIM Eq. (12), eta 0
     return torch.stack(states), x
-
-
-def denoised(model, x_t, t, clips, given):
-    """A diffusion model's clean estimate x_0 of x_t at level t (b,), given the frames of `clips` where
-    `given` (b, t) is True, clamped to [-1, 1] as its sampler clamps it."""
-    out = model(x_t, t, cond=clips, cond_mask=given.to(clips.dtype)).float()
-    return diffusion.x0_eps_from(model.config.prediction, out, x_t, t, model.alpha_bar)[0].clamp(-1, 1)
 
 
 def dmd_loss(sample, real, fake, future):

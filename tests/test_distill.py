@@ -327,7 +327,9 @@ def test_stage2_moves_the_students_frames_towards_the_teacher(monkeypatch):
         return torch.full_like(clips, -1.0)
 
     monkeypatch.setattr(model.teacher, "x0", black)
-    monkeypatch.setattr(distill, "denoised", lambda net, x_t, level, clips, given: clips.clone())
+    original = distill.denoised  # the fake score model's x_0: the student's own frames; the teacher's trajectory as is
+    monkeypatch.setattr(distill, "denoised", lambda net, x_t, level, clips, given, guess=None: clips.clone()
+                        if net is model.fake else original(net, x_t, level, clips, given, guess))
     opt = torch.optim.Adam(model.net.parameters(), lr=1e-2)  # the student only
     clips = data.training_batch(0, 2, seed=0)
     for _ in range(4):

@@ -196,8 +196,8 @@ class Block(nn.Module):
     """A residual block, then spatial attention (low resolutions only), then the temporal layers,
     then (optionally, lowest resolution only) full space-time attention."""
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, spatial_attn: bool, cfg: UNetConfig, spacetime: bool = False,
-                 level: int = 0):
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, spatial_attn: bool, cfg: UNetConfig,
+                 spacetime: bool = False, level: int = 0):
         super().__init__()
         self.res = ResBlock(c_in, c_out, emb_dim, cfg.dropout)
         self.attn = SpatialAttention(c_out, cfg.heads) if spatial_attn else None
@@ -232,7 +232,8 @@ class UNet3D(nn.Module):
     def __init__(self, config: UNetConfig = UNetConfig()):
         super().__init__()
         self.config = cfg = config
-        if isinstance(cfg.frame_attention_from, bool) or not isinstance(cfg.frame_attention_from, int) or cfg.frame_attention_from < 0:
+        level = cfg.frame_attention_from
+        if isinstance(level, bool) or not isinstance(level, int) or level < 0:
             raise ValueError(f"frame_attention_from must be a level >= 0 (0: frame attention everywhere), "
                              f"got {cfg.frame_attention_from!r}")
         chans = [cfg.base_channels * m for m in cfg.channel_mults]
@@ -244,7 +245,8 @@ class UNet3D(nn.Module):
         lowest = len(chans) - 1
         for i, width in enumerate(chans):
             for _ in range(cfg.blocks_per_level):
-                self.down.append(Block(c, width, emb_dim, i in cfg.attention_levels, cfg, spacetime=i == lowest, level=i))
+                self.down.append(Block(c, width, emb_dim, i in cfg.attention_levels, cfg, spacetime=i == lowest,
+                                       level=i))
                 c = width
                 skip_widths.append(c)
             if i < len(chans) - 1:
