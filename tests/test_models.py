@@ -39,20 +39,6 @@ def test_causal_network_never_sees_the_future(frame_attention_from):
     assert not torch.allclose(a[:, 4:], b[:, 4:], atol=1e-3)
 
 
-@pytest.mark.parametrize("causal", [False, True])
-def test_fused_frame_attention_is_the_written_out_definition(causal):
-    from minivid.models import unet3d
-
-    torch.manual_seed(0)
-    n = unet3d.PIXELS_PER_CALL + 3  # more pixels than one fused call takes: the chunks must line up
-    q, k, v = (torch.randn(n, 2, 7, 8) for _ in range(3))
-    fused, written = unet3d.fused_frame_attention(q, k, v, causal), unet3d.frame_attention(q, k, v, causal)
-    assert fused.shape == written.shape == (n, 2, 7, 8)
-    assert torch.allclose(fused, written, atol=1e-5)
-    if causal:  # the first frame sees only itself
-        assert torch.allclose(fused[:, :, 0], v[:, :, 0], atol=1e-5)
-
-
 def test_frame_attention_only_from_a_level_leaves_the_temporal_conv_everywhere():
     full = UNet3D(UNetConfig(in_channels=1, **NANO))
     cheap = UNet3D(UNetConfig(in_channels=1, frame_attention_from=1, **NANO))

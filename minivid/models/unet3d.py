@@ -74,26 +74,18 @@ def norm(channels: int) -> nn.GroupNorm:
 
 
 def frame_attention(q, k, v, causal: bool) -> torch.Tensor:
-    """Softmax attention over a few frames: (n, heads, t, d) -> (n, heads, t, d). The definition, written out;
-    on a GPU the network runs `fused_frame_attention`, the same function in one kernel (tests/test_models.py
-    checks that they agree); on a CPU this one is faster."""
+    """Softmax attention over a few frames: (n, heads, t, d) -> (n, heads, t, d).
+
+    Written out rather than F.scaled_dot_product_attention: here n = b*h*w pixels is large
+    (65,536 for 64 clips at 32x32), past the grid size CUDA's fused kernels accept, while t <= 32
+    keeps the (t x t) score matrix tiny.
+    """
     scores = einsum(q, k, "n heads i d, n heads j d -> n heads i j") * q.shape[-1] ** -0.5
     if causal:  # frame i attends to frames j <= i
         t = q.shape[-2]
         future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(1)
         scores = scores.masked_fill(future, float("-inf"))
     return einsum(scores.softmax(dim=-1).to(v.dtype), v, "n heads i j, n heads j d -> n heads i d")
-
-
-PIXELS_PER_CALL = 32_768  # CUDA's fused attention kernels take at most 65,535 sequences in one grid dimension
-
-
-def fused_frame_attention(q, k, v, causal: bool) -> torch.Tensor:
-    """`frame_attention` through F.scaled_dot_product_attention: the (t x t) scores of every pixel never go
-    to memory, which is what the written-out version spends its time on. Here n = b*h*w pixels is large
-    (65,536 for 64 clips at 32x32), so it runs in chunks of pixels."""
-    chunks = zip(q.split(PIXELS_PER_CALL), k.split(PIXELS_PER_CALL), v.split(PIXELS_PER_CALL))
-    return torch.cat([F.scaled_dot_product_attention(*qkv, is_causal=causal) for qkv in chunks])
 
 
 # --------------------------------------------------------------------------------------------
@@ -166,8 +158,7 @@ class TemporalBlock(nn.Module):
         if self.attention:  # temporal attention with the frame index added to queries and keys' input
             z = self.attn_norm(y) + self.pos[:num_frames]
             q, k, v = rearrange(self.qkv(z), "n t (three heads d) -> three n heads t d", three=3, heads=self.heads)
-            attend = fused_frame_attention if q.is_cuda else frame_attention
-            z = attend(q, k, v, self.causal)  # n heads t d
+            z = frame_attention(q, k, v, self.causal)  # n heads t d
             y = y + self.out(rearrange(z, "n heads t d -> n t (heads d)"))
         return rearrange(y, "(b h w) t c -> (b t) c h w", h=h, w=w)
 
