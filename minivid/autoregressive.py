@@ -170,8 +170,7 @@ class Model(torch.nn.Module):
         if self.config.own_tokens > 0:  # parallel scheduled sampling (Duckworth et al. 2019), one pass
             with torch.no_grad():  # the model's own token at every position, drawn given the true past
                 logits = self.transformer(inputs).float()
-                gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp(1e-10, 1 - 1e-7)))
-                drawn = (logits + gumbel).argmax(-1)  # a draw at temperature 1 (Gumbel-max)
+                drawn = draw(logits, gumbel_noise(logits.shape, None, logits.device))  # at temperature 1
             inputs = replaced_at_random(inputs, self.shifted(drawn), self.config.own_tokens)
         if self.config.token_noise > 0:  # corrupt some inputs; the targets stay the true tokens
             noise = torch.randint_like(inputs, self.config.transformer.vocab_size)

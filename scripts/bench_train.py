@@ -10,8 +10,10 @@
 Each measurement runs in its own process (so an older copy of the package can be imported from
 `--before`, and compiled graphs never leak between rows). A row times `--windows` windows of
 `--steps` optimizer steps after warm-up (compilation included in the warm-up) and reports the median
-window. A family may carry `--set` overrides after `@`, joined by `+` (e.g. `diffusion@spacetime=True+heads=8`). FLOPs per step come from torch's FLOP counter on one eager forward + backward; the peak they
-are compared with is a large bf16 matrix product measured on the same GPU.
+window. A family may carry `--set` overrides after `@`, joined by `+` (e.g.
+`diffusion@spacetime=True+heads=8`). FLOPs per step come from torch's FLOP counter on one eager
+forward + backward; the peak they are compared with is a large bf16 matrix product measured on the
+same GPU.
 """
 
 from __future__ import annotations
