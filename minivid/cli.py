@@ -170,6 +170,8 @@ def _run_recipe(args):
     print(f"# {args.name}: {info['parameters']:,} parameters; run from the repository root, in order")
     if "gpu_minutes" in training:
         print(f"# {training['gpu_minutes']} GPU minutes in all on {', '.join(training.get('gpus', []))}")
+    if info.get("recipe_note"):  # what a command's pretrained:NAME or path meant when it ran
+        print(f"# {info['recipe_note']}")
     for i, command in enumerate(steps, start=1):
         print(f"{command}  # step {i}")
     return 0

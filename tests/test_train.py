@@ -209,4 +209,7 @@ def test_cli_recipe_prints_the_manifest_commands(capsys):
     steps = checkpoints.manifest("hybrid")["recipe_steps"]
     assert len([line for line in out if not line.startswith("#")]) == len(steps)
     assert out[-1].startswith(steps[-1])
+    assert cli.main(["recipe", "student"]) == 0  # its teachers are named by stage, and the note says so
+    out = capsys.readouterr().out
+    assert "runs/stage16/diffusion.pt" in out and f"# {checkpoints.manifest('student')['recipe_note']}" in out
     assert cli.main(["recipe", "nothing"]) == 2
