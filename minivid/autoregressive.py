@@ -1,7 +1,8 @@
 """VQ autoregressive video: a frozen VQ-VAE tokenizer and a causal transformer over its tokens.
 
 Training (`loss`): tokenize each clip with the frozen tokenizer (`minivid/models/vqvae.py`), read the
-tokens in raster order and learn to predict each from those before it (cross-entropy; GPT).
+tokens in raster order and learn to predict each from those before it (cross-entropy; GPT). With
+`diagonal_lags`, some steps instead replay the order diagonal decoding (below) draws tokens in.
 
 Sampling (`generate`): tokenize the context, then draw the future tokens one at a time from the
 transformer's distribution, reshaped by temperature, top-k and top-p (nucleus; Holtzman et al.
@@ -52,6 +53,8 @@ class Config:
     # [0, token_noise): teacher forcing then also teaches continuing from imperfect tokens (exposure bias)
     own_tokens: float = 0.0  # training only: input tokens replaced by the model's own draws (parallel scheduled
     # sampling), at a rate drawn per clip from [0, own_tokens): the errors it will read when it generates
+    diagonal_lags: tuple = ()  # training only: diagonal decoding's lags (row_lag 8) to train for, e.g. (32, 16, 8)
+    diagonal_rate: float = 0.5  # training only: the share of steps that replay one of them (`diagonal_order`)
 
 
 PRESETS = {
@@ -117,6 +120,33 @@ def diagonal_steps(num_frames: int, grid: int, lag: int, row_lag: int) -> torch.
     return rearrange(f * lag + r * row_lag + c, "t gh gw -> t (gh gw)")
 
 
+def diagonal_order(num_context: int, num_frames: int, grid: int, lag: int, row_lag: int = None):
+    """Diagonal decoding replayed in one teacher-forced pass: (source (N,), mask (N, N)), N the tokens of
+    num_context + num_frames frames in raster order.
+
+    mask[p, q] is True where position p attends to position q when `Model._generate_diagonal` draws the
+    last num_frames frames after the context: q is not later than p and was drawn no later (the context is
+    read first, in raster order; tokens of one step see each other's keys by position, as in that loop).
+    source[p] is the position whose token is p's input: p - 1 where that token is drawn before p's step,
+    else the stand-in the loop uses, the newest token at that cell in an earlier frame; -1 is the start
+    token. Training on it (`Config.diagonal_lags`) is the short fine-tuning on the diagonal order that
+    Ye et al. propose for models trained in raster order.
+    """
+    row_lag = grid if row_lag is None else row_lag
+    n, frames = grid * grid, num_context + num_frames
+    read = torch.arange(num_context * n) - num_context * n  # the context, read in raster order before the first step
+    step = torch.cat([read, diagonal_steps(num_frames, grid, lag, row_lag).flatten()])
+    pos = torch.arange(frames * n)
+    mask = (pos[None, :] <= pos[:, None]) & (step[None, :] <= step[:, None])
+    source = pos - 1
+    for p in (pos[1:][step[:-1] >= step[1:]]).tolist():  # the token before p is not drawn yet: a stand-in
+        frame, cell = divmod(p - 1, n)
+        at_cell = step.view(frames, n)[:frame, cell]  # that cell in the earlier frames
+        drawn = (at_cell < step[p]).nonzero()
+        source[p] = int(drawn[-1]) * n + cell if len(drawn) else -1
+    return source, mask
+
+
 def steps_per_frame(grid: int, row_lag: int) -> int:
     """Decoding steps from a frame's first token to its last: (grid - 1) * row_lag + grid."""
     return (grid - 1) * row_lag + grid
@@ -142,6 +172,7 @@ class Model(torch.nn.Module):
         self.config = config
         self.tokenizer = vqvae.VQVAE(config.tokenizer).requires_grad_(False).eval()
         self.transformer = tfm.VideoTransformer(config.transformer)
+        self._orders = {}  # training on diagonal decoding's order: (source, mask) per shape, see `_diagonal_order`
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -175,8 +206,31 @@ class Model(torch.nn.Module):
         if self.config.token_noise > 0:  # corrupt some inputs; the targets stay the true tokens
             noise = torch.randint_like(inputs, self.config.transformer.vocab_size)
             inputs = replaced_at_random(inputs, noise, self.config.token_noise)
-        logits = self.transformer(inputs)
+        mask = None
+        if self.config.diagonal_lags:  # some steps replay diagonal decoding's order, the others raster order
+            source, mask = self._training_order(tokens.shape[1] // self.tokens_per_frame, tokens.device)
+            inputs = inputs[:, source + 1]  # inputs[:, q + 1] holds token q; inputs[:, 0] the start token
+        logits = self.transformer(inputs, mask=mask)
         return F.cross_entropy(rearrange(logits, "b n v -> (b n) v").float(), tokens.flatten())
+
+    @torch.compiler.disable
+    def _training_order(self, frames: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step's (source, mask), see `diagonal_order`: at `diagonal_rate`, diagonal decoding at one of
+        `diagonal_lags` after a context of 1 to frames - 1 frames, else raster order (source p - 1, a causal mask).
+
+        Drawn from torch's CPU generator outside any compiled graph, which then sees two tensors of one
+        shape whatever was drawn; each order is built once and kept on the device.
+        """
+        c, n = self.config, self.tokens_per_frame
+        if float(torch.rand(())) < c.diagonal_rate:
+            lag, context = c.diagonal_lags[int(torch.randint(len(c.diagonal_lags), ()))], int(torch.randint(1, frames, ()))
+        else:
+            lag, context = n, 1  # lag = a frame's tokens is raster order, whatever the context
+        key = (context, frames, lag, str(device))
+        if key not in self._orders:
+            source, mask = diagonal_order(context, frames - context, self.tokenizer.grid, lag)
+            self._orders[key] = (source.to(device), mask.to(device))
+        return self._orders[key]
 
     @torch.no_grad()
     def teacher_forced(self, clips: torch.Tensor, context: int = 10) -> torch.Tensor:
@@ -485,19 +539,24 @@ def build(preset: str, args=None) -> Model:
 
     init = getattr(args, "init", None) if args is not None else None
     tokenizer = checkpoints.resolve(init or "pretrained:vqvae")
-    rates = {}  # the training-only corruptions asked for: --token-noise, --own-tokens
-    for name in ("token_noise", "own_tokens"):
+    rates = {}  # the training-only options asked for: --token-noise, --own-tokens, --diagonal-rate, --diagonal-lags
+    for name in ("token_noise", "own_tokens", "diagonal_rate"):
         value = getattr(args, name, None) if args is not None else None
-        if value is not None and not 0 <= value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1), got {value}")
-        if value is not None:
-            rates[name] = value
+        if value is None:
+            continue
+        closed = name == "diagonal_rate"  # a rate of 1: every step on a diagonal order
+        if not (0 <= value <= 1 if closed else 0 <= value < 1):
+            raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1{']' if closed else ')'}, got {value}")
+        rates[name] = value
+    lags = getattr(args, "diagonal_lags", None) if args is not None else None
     if getattr(tokenizer, "family", None) == "autoregressive":  # continue training a whole model
         model = tokenizer.train()
     elif getattr(tokenizer, "family", None) == "vqvae":
         model = from_tokenizer(tokenizer, PRESETS[preset].transformer)
     else:
         raise ValueError(f"--init expects a vqvae or autoregressive export, got a {getattr(tokenizer, 'family', None)!r} model")
+    if lags is not None:
+        rates["diagonal_lags"] = parse_lags(lags, model.tokens_per_frame)
     model.config = dataclasses.replace(model.config, **rates)
     return model
 
@@ -505,4 +564,17 @@ def build(preset: str, args=None) -> Model:
 def from_config(config: dict) -> Model:
     """Rebuild from a checkpoint's plain-data config."""
     return Model(Config(vqvae.Config(**config["tokenizer"]), tfm.Config(**config["transformer"]),
-                        token_noise=config.get("token_noise", 0.0), own_tokens=config.get("own_tokens", 0.0)))
+                        token_noise=config.get("token_noise", 0.0), own_tokens=config.get("own_tokens", 0.0),
+                        diagonal_lags=tuple(config.get("diagonal_lags", ())), diagonal_rate=config.get("diagonal_rate", 0.5)))
+
+
+def parse_lags(text: str, tokens_per_frame: int) -> tuple:
+    """'32,16,8' -> (32, 16, 8): lags of diagonal decoding, each from 1 to a frame's tokens; one clear error otherwise."""
+    try:
+        lags = tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        lags = ()
+    if not lags or not all(1 <= lag <= tokens_per_frame for lag in lags):
+        raise ValueError(f"--diagonal-lags takes comma-separated integers from 1 to {tokens_per_frame} "
+                         f"(a frame's tokens; {tokens_per_frame} is raster order), e.g. 32,16,8; got {text!r}")
+    return lags

@@ -71,6 +71,11 @@ def _add_family_commands(sub):
     p.add_argument("--own-tokens", type=float, default=None,
                    help="autoregressive only: each clip's input tokens are replaced by the model's own draws (given "
                         "the true past) at a rate drawn from [0, this) in training: parallel scheduled sampling")
+    p.add_argument("--diagonal-lags", default=None, metavar="LAGS",
+                   help="autoregressive only: also train on the order diagonal decoding draws tokens in at these lags "
+                        "(e.g. 32,16,8), so `decoding='diagonal'` loses less; a step does so at --diagonal-rate")
+    p.add_argument("--diagonal-rate", type=float, default=None,
+                   help="autoregressive only: the share of training steps on a diagonal order (default 0.5)")
     p.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
                    help="diffusion, hybrid, dit and judge: change a field of the preset's Config, e.g. --set "
                         "spacetime=True (repeatable; continuing from weights without the new layers adds them at zero)")

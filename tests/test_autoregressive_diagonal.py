@@ -1,13 +1,15 @@
 """Diagonal decoding of the VQ autoregressive model: the schedule, the transformer's out-of-order cache,
-equality with sequential decoding at the full lag, and the counts, shapes and errors of `generate`."""
+equality with sequential decoding at the full lag, the counts, shapes and errors of `generate`, and training on the
+diagonal order (one teacher-forced pass that replays the decoding loop's logits exactly)."""
 
+import argparse
 import warnings
 
 import pytest
 import torch
 
 from minivid import autoregressive as ar
-from minivid import bench, data
+from minivid import bench, checkpoints, data
 from minivid.models import transformer as tfm
 from minivid.models import vqvae
 
@@ -158,3 +160,87 @@ def test_diagonal_bad_input(tiny_model, kwargs, message):
     args = {"num_frames": 1, "decoding": "diagonal"} | kwargs
     with pytest.raises(ValueError, match=message):
         tiny_model.generate(context(2, clips=1), progress=False, **args)
+
+
+# -- training on the diagonal order ------------------------------------------------------------------
+
+
+def test_diagonal_order_by_hand():
+    # raster order (lag 64) is the causal mask and the shifted inputs, whatever the context
+    source, mask = ar.diagonal_order(1, 2, 8, lag=64)
+    assert torch.equal(mask, torch.ones(192, 192, dtype=torch.bool).tril()) and torch.equal(source, torch.arange(192) - 1)
+    # lag 32 after 2 context frames: frame 3's first token (step 32) sees frame 2 up to its token 32, not later ones,
+    # and reads the newest drawn token of cell 63 (the context's) because frame 2's is not drawn yet; frame 4 reads frame 2's
+    source, mask = ar.diagonal_order(2, 3, 8, lag=32)
+    assert {p: int(source[p]) for p in range(320) if source[p] != p - 1} == {192: 127, 256: 191}
+    assert mask[192, 128 + 32] and not mask[192, 128 + 33] and mask[192, :128].all()
+    assert mask[128 + 40, 192 + 8] is not None and not mask[128 + 40, 192 + 8]  # a later position is never seen
+    assert mask[192 + 8, 128 + 40]  # drawn at the same step (40), earlier position: seen, as in the decoding pass
+    # no context: a frame whose first token's predecessor is not drawn starts from the start token
+    source, _ = ar.diagonal_order(0, 2, 8, lag=8)
+    assert int(source[0]) == -1 and int(source[64]) == -1
+
+
+@pytest.mark.parametrize("num_context, num_frames, lag, row_lag", [(2, 2, 32, 8), (1, 3, 8, 8), (0, 3, 16, 8),
+                                                                  (1, 2, 15, 1), (2, 2, 5, 1)])
+def test_diagonal_order_replays_diagonal_decoding(tiny_model, num_context, num_frames, lag, row_lag):
+    """One teacher-forced pass on the order gives the logits diagonal decoding drew each token from."""
+    ctx = context(num_context)
+    with torch.no_grad():
+        frames = list(tiny_model.tokenizer.encode(ctx).unbind(1)) if num_context else []
+        made = tiny_model._generate_diagonal(frames, 2, num_frames, torch.Generator().manual_seed(0), lag, row_lag,
+                                             greedy=False, progress=False, keep_trace=True, temperature=1.0,
+                                             top_k=None, top_p=None)
+        tokens = torch.cat([f.flatten(1) for f in frames] + [t for t, _, _ in made], 1)  # (2, N) raster order
+        source, mask = ar.diagonal_order(num_context, num_frames, 8, lag, row_lag)
+        logits = tiny_model.transformer(tiny_model.shifted(tokens)[:, source + 1], mask=mask)
+    decoded = torch.cat([used for _, _, used in made], 1)
+    assert torch.allclose(logits[:, num_context * 64:], decoded, atol=1e-5)
+    if lag < 64:  # and it is not the raster pass
+        raster = tiny_model.transformer(tiny_model.shifted(tokens))
+        assert not torch.allclose(raster[:, num_context * 64:], decoded, atol=1e-3)
+
+
+def test_training_on_the_diagonal_order(tiny_model):
+    clips = data.standard_test_set(2)[:, :4]
+    model = ar.Model(ar.Config(TINY_VQ, TINY_TF))
+    model.load_state_dict(tiny_model.state_dict())
+    torch.manual_seed(0)
+    plain = model.loss(clips)
+    model.config = ar.Config(TINY_VQ, TINY_TF, diagonal_lags=(64,), diagonal_rate=1.0)  # raster order by another road
+    assert torch.allclose(model.loss(clips), plain, atol=1e-6)
+    model.config = ar.Config(TINY_VQ, TINY_TF, diagonal_lags=(8,), diagonal_rate=1.0)
+    losses = {round(model.loss(clips).item(), 6) for _ in range(6)}  # contexts of 1 to 3 frames drawn
+    assert plain.item() not in losses and len(losses) > 1
+    loss = model.loss(clips)
+    loss.backward()
+    assert all(p.grad is not None for p in model.transformer.parameters())
+    model.config = ar.Config(TINY_VQ, TINY_TF, diagonal_lags=(8,), diagonal_rate=0.0)  # never: raster order
+    assert torch.allclose(model.loss(clips), plain, atol=1e-6)
+
+
+def test_diagonal_training_options_build_and_round_trip():
+    model = ar.build("tiny", argparse.Namespace(init=None, diagonal_lags="32,8", diagonal_rate=0.25))
+    assert model.config.diagonal_lags == (32, 8) and model.config.diagonal_rate == 0.25
+    again = ar.from_config(checkpoints.config_dict(model)).config
+    assert again.diagonal_lags == (32, 8) and again.diagonal_rate == 0.25
+    with pytest.raises(ValueError, match=r"--diagonal-rate must lie in \[0, 1\]"):
+        ar.build("tiny", argparse.Namespace(init=None, diagonal_rate=1.5))
+    with pytest.raises(ValueError, match="--diagonal-lags"):
+        ar.build("tiny", argparse.Namespace(init=None, diagonal_lags="0"))
+
+
+@pytest.mark.parametrize("text", ["0", "65", "8,x", "", "8.5"])
+def test_diagonal_lags_bad_input(text):
+    with pytest.raises(ValueError, match="--diagonal-lags takes comma-separated integers from 1 to 64"):
+        ar.parse_lags(text, 64)
+    assert ar.parse_lags("32,16,8", 64) == (32, 16, 8)
+
+
+def test_transformer_mask_bad_input():
+    net = tfm.VideoTransformer(TINY_TF)
+    x = torch.randint(0, 16, (1, 10))
+    with pytest.raises(ValueError, match=r"mask is for a full pass .* expected \(10, 10\)"):
+        net(x, mask=torch.ones(9, 9, dtype=torch.bool))
+    with pytest.raises(ValueError, match="with a cache"):
+        net(x, net.new_cache(1), mask=torch.ones(10, 10, dtype=torch.bool))

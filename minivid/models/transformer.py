@@ -153,12 +153,15 @@ class VideoTransformer(nn.Module):
         frame, cell = pos // self.config.tokens_per_frame, pos % self.config.tokens_per_frame
         return self.frame_pos(frame) + self.row_pos(cell // self.config.grid) + self.col_pos(cell % self.config.grid)
 
-    def forward(self, inputs: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         """inputs (b, n) token ids (the start token allowed) -> logits (b, n, vocab_size).
 
         Without a cache the positions are 0..n-1; with one they continue from `cache.length`. A sampler
         that writes out of raster order passes `positions` (n,), the sequence position of each input;
-        each input then attends to the inputs and cached slots at positions <= its own.
+        each input then attends to the inputs and cached slots at positions <= its own. A full pass may
+        instead give its own attention rule, `mask` (n, n), True where a position may attend (training on
+        diagonal decoding's order: `autoregressive.diagonal_order`).
         """
         start, n = (cache.length if cache is not None else 0), inputs.shape[1]
         if start + n > self.config.max_tokens:
@@ -169,8 +172,11 @@ class VideoTransformer(nn.Module):
             raise ValueError(f"positions must be ({n},) and lie in [0, {self.config.max_tokens}), got {positions.tolist()}")
         in_order = (positions is None or torch.equal(positions, following)) and (cache is None or cache.in_order)
         positions = following if positions is None else positions
-        mask = None  # in raster order: the usual causal mask
-        if not in_order:  # a slot sees the slots at earlier positions and itself, in whatever order they were written
+        if mask is not None:
+            if cache is not None or positions is not following or mask.shape != (n, n):
+                raise ValueError(f"mask is for a full pass in raster positions, without a cache: expected ({n}, {n}), "
+                                 f"got {tuple(mask.shape)}{' with a cache' if cache is not None else ''}")
+        elif not in_order:  # a slot sees the slots at earlier positions and itself, in whatever order they were written
             keys = positions if cache is None else torch.cat([cache.positions[:start], positions])
             mask = keys[None, :] <= positions[:, None]  # (n, start + n)
         x = self.tokens(inputs) + self.embed_positions(positions)  # (b, n, width)
