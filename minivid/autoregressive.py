@@ -120,7 +120,7 @@ def diagonal_steps(num_frames: int, grid: int, lag: int, row_lag: int) -> torch.
     return rearrange(f * lag + r * row_lag + c, "t gh gw -> t (gh gw)")
 
 
-def diagonal_order(num_context: int, num_frames: int, grid: int, lag: int, row_lag: int = None):
+def diagonal_order(num_context: int, num_frames: int, grid: int, lag: int, row_lag: int | None = None):
     """Diagonal decoding replayed in one teacher-forced pass: (source (N,), mask (N, N)), N the tokens of
     num_context + num_frames frames in raster order.
 
@@ -128,8 +128,9 @@ def diagonal_order(num_context: int, num_frames: int, grid: int, lag: int, row_l
     last num_frames frames after the context: q is not later than p and was drawn no later (the context is
     read first, in raster order; tokens of one step see each other's keys by position, as in that loop).
     source[p] is the position whose token is p's input: p - 1 where that token is drawn before p's step,
-    else the stand-in the loop uses, the newest token at that cell in an earlier frame; -1 is the start
-    token. Training on it (`Config.diagonal_lags`) is the short fine-tuning on the diagonal order that
+    else the stand-in the loop uses, the newest drawn token at p - 1's cell in an earlier frame; -1 is the
+    start token. lag and row_lag (default: grid, rows in raster order) as `generate` accepts them; one
+    window, no slide. Training on it (`Config.diagonal_lags`) is the short fine-tuning on the diagonal order that
     Ye et al. propose for models trained in raster order.
     """
     row_lag = grid if row_lag is None else row_lag
@@ -172,7 +173,7 @@ class Model(torch.nn.Module):
         self.config = config
         self.tokenizer = vqvae.VQVAE(config.tokenizer).requires_grad_(False).eval()
         self.transformer = tfm.VideoTransformer(config.transformer)
-        self._orders = {}  # training on diagonal decoding's order: (source, mask) per shape, see `_diagonal_order`
+        self._orders = {}  # training on diagonal decoding's order: (source, mask) per shape, see `_training_order`
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -216,14 +217,15 @@ class Model(torch.nn.Module):
     @torch.compiler.disable
     def _training_order(self, frames: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """One training step's (source, mask), see `diagonal_order`: at `diagonal_rate`, diagonal decoding at one of
-        `diagonal_lags` after a context of 1 to frames - 1 frames, else raster order (source p - 1, a causal mask).
+        `diagonal_lags` (rows in raster order, row_lag 8) after a context of 0 to frames - 1 frames, else raster
+        order (source p - 1, a causal mask).
 
         Drawn from torch's CPU generator outside any compiled graph, which then sees two tensors of one
         shape whatever was drawn; each order is built once and kept on the device.
         """
         c, n = self.config, self.tokens_per_frame
         if float(torch.rand(())) < c.diagonal_rate:
-            lag, context = c.diagonal_lags[int(torch.randint(len(c.diagonal_lags), ()))], int(torch.randint(1, frames, ()))
+            lag, context = c.diagonal_lags[int(torch.randint(len(c.diagonal_lags), ()))], int(torch.randint(0, frames, ()))
         else:
             lag, context = n, 1  # lag = a frame's tokens is raster order, whatever the context
         key = (context, frames, lag, str(device))
@@ -557,6 +559,9 @@ def build(preset: str, args=None) -> Model:
         raise ValueError(f"--init expects a vqvae or autoregressive export, got a {getattr(tokenizer, 'family', None)!r} model")
     if lags is not None:
         rates["diagonal_lags"] = parse_lags(lags, model.tokens_per_frame)
+    elif "diagonal_rate" in rates and not model.config.diagonal_lags:
+        raise ValueError("--diagonal-rate is the share of steps on a diagonal order: give the lags too, "
+                         "e.g. --diagonal-lags 32,16,8")
     model.config = dataclasses.replace(model.config, **rates)
     return model
 

@@ -73,7 +73,8 @@ def _add_family_commands(sub):
                         "the true past) at a rate drawn from [0, this) in training: parallel scheduled sampling")
     p.add_argument("--diagonal-lags", default=None, metavar="LAGS",
                    help="autoregressive only: also train on the order diagonal decoding draws tokens in at these lags "
-                        "(e.g. 32,16,8), so `decoding='diagonal'` loses less; a step does so at --diagonal-rate")
+                        "(each 1-64, rows in raster order: row_lag 8; e.g. 32,16,8), meant to narrow the gap between "
+                        "diagonal and sequential decoding; a share --diagonal-rate of the steps does so")
     p.add_argument("--diagonal-rate", type=float, default=None,
                    help="autoregressive only: the share of training steps on a diagonal order (default 0.5)")
     p.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",

@@ -174,7 +174,7 @@ def test_diagonal_order_by_hand():
     source, mask = ar.diagonal_order(2, 3, 8, lag=32)
     assert {p: int(source[p]) for p in range(320) if source[p] != p - 1} == {192: 127, 256: 191}
     assert mask[192, 128 + 32] and not mask[192, 128 + 33] and mask[192, :128].all()
-    assert mask[128 + 40, 192 + 8] is not None and not mask[128 + 40, 192 + 8]  # a later position is never seen
+    assert not mask[128 + 40, 192 + 8]  # a later position is never seen
     assert mask[192 + 8, 128 + 40]  # drawn at the same step (40), earlier position: seen, as in the decoding pass
     # no context: a frame whose first token's predecessor is not drawn starts from the start token
     source, _ = ar.diagonal_order(0, 2, 8, lag=8)
@@ -215,6 +215,7 @@ def test_training_on_the_diagonal_order(tiny_model):
     loss = model.loss(clips)
     loss.backward()
     assert all(p.grad is not None for p in model.transformer.parameters())
+    assert all(torch.isfinite(model.loss(clips[:, :1])) for _ in range(3))  # one frame: no context, the start token
     model.config = ar.Config(TINY_VQ, TINY_TF, diagonal_lags=(8,), diagonal_rate=0.0)  # never: raster order
     assert torch.allclose(model.loss(clips), plain, atol=1e-6)
 
@@ -228,6 +229,8 @@ def test_diagonal_training_options_build_and_round_trip():
         ar.build("tiny", argparse.Namespace(init=None, diagonal_rate=1.5))
     with pytest.raises(ValueError, match="--diagonal-lags"):
         ar.build("tiny", argparse.Namespace(init=None, diagonal_lags="0"))
+    with pytest.raises(ValueError, match="give the lags too"):
+        ar.build("tiny", argparse.Namespace(init=None, diagonal_rate=0.5))
 
 
 @pytest.mark.parametrize("text", ["0", "65", "8,x", "", "8.5"])
@@ -240,7 +243,9 @@ def test_diagonal_lags_bad_input(text):
 def test_transformer_mask_bad_input():
     net = tfm.VideoTransformer(TINY_TF)
     x = torch.randint(0, 16, (1, 10))
-    with pytest.raises(ValueError, match=r"mask is for a full pass .* expected \(10, 10\)"):
+    with pytest.raises(ValueError, match=r"mask is the attention rule of a full pass .* expected \(10, 10\)"):
         net(x, mask=torch.ones(9, 9, dtype=torch.bool))
     with pytest.raises(ValueError, match="with a cache"):
         net(x, net.new_cache(1), mask=torch.ones(10, 10, dtype=torch.bool))
+    with pytest.raises(ValueError, match="with positions"):
+        net(x, positions=torch.arange(10), mask=torch.ones(10, 10, dtype=torch.bool))

@@ -90,12 +90,13 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(c.width, c.width)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """mask (n, keys), True where a query may attend: only for positions out of raster order; None means causal."""
+        """mask (n, keys), True where a query may attend (positions out of raster order, or another training order);
+        None means causal."""
         q, k, v = rearrange(self.qkv(x), "b n (three heads d) -> three b heads n d", three=3, heads=self.heads)
         if cache is None and mask is None:  # training or a full pass: causal over the whole sequence
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         elif cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         else:
             past = cache.length
             k, v = cache.update(self.layer, k, v)  # (b, heads, past + n, d)
@@ -167,16 +168,16 @@ class VideoTransformer(nn.Module):
         if start + n > self.config.max_tokens:
             raise ValueError(f"{start + n} positions exceed the window of {self.config.max_tokens} tokens "
                              f"({self.config.max_frames} frames); roll out with a sliding window instead")
+        if mask is not None and (cache is not None or positions is not None or mask.shape != (n, n)):
+            raise ValueError(f"mask is the attention rule of a full pass from position 0, without a cache or positions: "
+                             f"expected ({n}, {n}), got {tuple(mask.shape)}"
+                             f"{' with a cache' if cache is not None else ''}{' with positions' if positions is not None else ''}")
         following = torch.arange(start, start + n, device=inputs.device)
         if positions is not None and (positions.shape != (n,) or positions.min() < 0 or positions.max() >= self.config.max_tokens):
             raise ValueError(f"positions must be ({n},) and lie in [0, {self.config.max_tokens}), got {positions.tolist()}")
         in_order = (positions is None or torch.equal(positions, following)) and (cache is None or cache.in_order)
         positions = following if positions is None else positions
-        if mask is not None:
-            if cache is not None or positions is not following or mask.shape != (n, n):
-                raise ValueError(f"mask is for a full pass in raster positions, without a cache: expected ({n}, {n}), "
-                                 f"got {tuple(mask.shape)}{' with a cache' if cache is not None else ''}")
-        elif not in_order:  # a slot sees the slots at earlier positions and itself, in whatever order they were written
+        if mask is None and not in_order:  # a slot sees the slots at earlier positions and itself, in whatever order they were written
             keys = positions if cache is None else torch.cat([cache.positions[:start], positions])
             mask = keys[None, :] <= positions[:, None]  # (n, start + n)
         x = self.tokens(inputs) + self.embed_positions(positions)  # (b, n, width)
