@@ -130,8 +130,8 @@ def diagonal_order(num_context: int, num_frames: int, grid: int, lag: int, row_l
     source[p] is the position whose token is p's input: p - 1 where that token is drawn before p's step,
     else the stand-in the loop uses, the newest drawn token at p - 1's cell in an earlier frame; -1 is the
     start token. lag and row_lag (default: grid, rows in raster order) as `generate` accepts them; one
-    window, no slide. Training on it (`Config.diagonal_lags`) is the short fine-tuning on the diagonal order that
-    Ye et al. propose for models trained in raster order.
+    window, no slide. Training on it (`Config.diagonal_lags`) is the short fine-tuning on the diagonal
+    order that Ye et al. propose for models trained in raster order.
     """
     row_lag = grid if row_lag is None else row_lag
     n, frames = grid * grid, num_context + num_frames
@@ -570,7 +570,8 @@ def from_config(config: dict) -> Model:
     """Rebuild from a checkpoint's plain-data config."""
     return Model(Config(vqvae.Config(**config["tokenizer"]), tfm.Config(**config["transformer"]),
                         token_noise=config.get("token_noise", 0.0), own_tokens=config.get("own_tokens", 0.0),
-                        diagonal_lags=tuple(config.get("diagonal_lags", ())), diagonal_rate=config.get("diagonal_rate", 0.5)))
+                        diagonal_lags=tuple(config.get("diagonal_lags", ())),
+                        diagonal_rate=config.get("diagonal_rate", Config.diagonal_rate)))
 
 
 def parse_lags(text: str, tokens_per_frame: int) -> tuple:

@@ -210,7 +210,7 @@ def test_training_on_the_diagonal_order(tiny_model):
     model.config = ar.Config(TINY_VQ, TINY_TF, diagonal_lags=(64,), diagonal_rate=1.0)  # raster order by another road
     assert torch.allclose(model.loss(clips), plain, atol=1e-6)
     model.config = ar.Config(TINY_VQ, TINY_TF, diagonal_lags=(8,), diagonal_rate=1.0)
-    losses = {round(model.loss(clips).item(), 6) for _ in range(6)}  # contexts of 1 to 3 frames drawn
+    losses = {round(model.loss(clips).item(), 6) for _ in range(6)}  # contexts of 0 to 3 frames drawn
     assert plain.item() not in losses and len(losses) > 1
     loss = model.loss(clips)
     loss.backward()
