@@ -2,6 +2,7 @@
 
     python scripts/bench_autoregressive.py [--clips 32] [--repeats 3] [--json out.json]
         [--only kv,ten,parallel,diagonal,exposure] [--diagonal 32,16,8,15:1] [--threads N] [--device cuda]
+        [--model FILE.pt]
 
 1. KV cache: one frame (64 tokens) after 10 context frames, with and without the cache; same tokens.
 2. One 10-frame prediction (one clip), token by token with the cache: the CPU time a notebook waits.
@@ -15,6 +16,7 @@
 5. Exposure bias: MSE per future frame when the true past is fed (teacher forcing) and when the
    model is fed its own tokens (free running).
 Times are medians of `--repeats` runs after one warm-up. `--only` runs some of the sections.
+`--model` measures an export (checked against the manifest beside it) instead of the shipped model.
 """
 
 import argparse
@@ -26,7 +28,7 @@ from collections import defaultdict
 import torch
 
 import minivid
-from minivid import bench, data, metrics
+from minivid import bench, checkpoints, data, metrics
 
 
 def sync():
@@ -82,7 +84,7 @@ def diagonal_table(model, clips, settings, repeats, device="cpu"):
         row["speedup"] = rows[0]["seconds_per_clip"] / row["seconds_per_clip"]
         row["fewer_passes"] = rows[0]["passes_per_clip"] / row["passes_per_clip"]
         print(f"{row['decoding']:26s} MSE {row['mse']:6.1f}  SSIM {row['ssim']:.3f}  {row['passes_per_clip']:4d} passes/clip "
-              f"({row['fewer_passes']:.1f}x fewer)  {row['seconds_per_clip']:.3f} s/clip, median of {repeats} "
+              f"({row['fewer_passes']:.1f}x fewer)  {row['seconds_per_clip'] * 1000:.2f} ms/clip, median of {repeats} "
               f"({row['speedup']:.2f}x sequential's speed)")
     return rows
 
@@ -96,16 +98,21 @@ def main():
     parser.add_argument("--diagonal", default="32,16,8,15:1", help="diagonal settings LAG[:ROW_LAG], comma-separated")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the diagonal table; other sections stay on the CPU)")
+    parser.add_argument("--model", default=None, help="an autoregressive export (FILE.pt beside FILE.json); default: the shipped one")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     only = [name.strip() for name in args.only.split(",")]
     if any(name not in SECTIONS for name in only):
         parser.error(f"--only takes some of {SECTIONS}, got {args.only!r}")
-    model = minivid.pretrained("autoregressive")
+    if args.model is None:
+        model = minivid.pretrained("autoregressive")
+    else:
+        model, _ = checkpoints.load_export(args.model, family="autoregressive")
     clips = data.standard_test_set(args.clips)
     one = clips[:1, :10]
-    out = {"threads": torch.get_num_threads(), "clips": args.clips, "repeats": args.repeats, "device": args.device}
+    out = {"threads": torch.get_num_threads(), "clips": args.clips, "repeats": args.repeats, "device": args.device,
+           "model": args.model or "pretrained:autoregressive"}
     if args.device == "cpu":
         print(f"cpu, {out['threads']} threads")
     else:
