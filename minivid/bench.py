@@ -33,14 +33,16 @@ def counting_calls(model):
     A plain function (a baseline) has no network and counts 0.
     """
     calls: list[int] = []
-    handle = None
+    handles = []
     if isinstance(model, torch.nn.Module):
         network = getattr(model, "transformer", model)  # the AR model's sampler calls its transformer directly
-        handle = network.register_forward_pre_hook(lambda module, inputs: calls.append(1))
+        # a diffusion model's deterministic predictor is a network of its own, called once per prediction
+        networks = [network] + [m for m in [getattr(model, "predictor", None)] if isinstance(m, torch.nn.Module)]
+        handles = [n.register_forward_pre_hook(lambda module, inputs: calls.append(1)) for n in networks]
     try:
         yield calls
     finally:
-        if handle is not None:
+        for handle in handles:
             handle.remove()
 
 

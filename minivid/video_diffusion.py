@@ -50,6 +50,8 @@ class Config:
     sample_steps: int = 20  # DDIM steps used by default (CPU-friendly; 50 is a little better)
     predictor: int = 0  # 0: none; else the width of a deterministic predictor whose guess the denoiser sees
     predictor_net: str = "unet"  # "unet": a narrower 3D UNet; "framestack": frames stacked as channels (SimVP)
+    predictor_only: bool = False  # training only: the loss is the predictor's alone and the denoiser is frozen
+    # and never run, so the predictor learns at its own (much higher) step rate before the two train together
     frame_attention_from: int = 0  # temporal attention at levels >= this; 1: the temporal conv alone at full
     # resolution, a cheaper network (see unet3d.UNetConfig)
 
@@ -86,6 +88,9 @@ class Model(torch.nn.Module):
         )
         if config.predictor_net not in PREDICTOR_NETS:
             raise ValueError(f"unknown predictor_net {config.predictor_net!r}; expected one of {PREDICTOR_NETS}")
+        if config.predictor_only and not config.predictor:
+            raise ValueError("predictor_only trains the predictor alone: give it one, e.g. --set predictor=128 "
+                             "--set predictor_net=framestack")
         self.predictor = None
         if config.predictor and config.predictor_net == "framestack":  # translator width = config.predictor
             self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor)
@@ -125,13 +130,15 @@ class Model(torch.nn.Module):
         k = torch.where(torch.rand(b, device=x0.device) < 0.5, c.max_context, torch.randint(1, c.max_context + 1, (b,), device=x0.device))
         k = torch.where(torch.rand(b, device=x0.device) < c.p_uncond, 0, k)
         cond_mask = (torch.arange(t, device=x0.device)[None] < k[:, None]).float()  # (b, t): 1 = given
-        timesteps = torch.randint(0, c.diffusion_steps, (b,), device=x0.device)
         guess, guess_loss = None, 0.0
         if self.predictor is not None:  # plain MSE on the frames to be generated; the denoiser sees it fixed
             guess = self.guess(x0, cond_mask)
             per_frame = ((guess.float() - x0.float()) ** 2).mean(dim=(2, 3, 4))  # (b, t)
             guess_loss = (per_frame * (1 - cond_mask)).sum() / (1 - cond_mask).sum().clamp(min=1)
+            if c.predictor_only:
+                return guess_loss
             guess = guess.detach()
+        timesteps = torch.randint(0, c.diffusion_steps, (b,), device=x0.device)
         return guess_loss + diffusion.loss(
             self, x0, timesteps, self.alpha_bar, c.prediction, mask=1 - cond_mask, min_snr_gamma=c.min_snr_gamma,
             cond=x0, cond_mask=cond_mask, guess=guess,
@@ -273,7 +280,25 @@ def build(preset: str, args=None) -> Model:
     from minivid.families import with_overrides
 
     config = with_overrides(PRESETS[preset], args)
-    init = getattr(args, "init", None) if args is not None else None
+    model = _start(config, getattr(args, "init", None) if args is not None else None)
+    source = getattr(args, "predictor_from", None) if args is not None else None
+    if source:  # e.g. a predictor trained alone (predictor_only) joins a denoiser that learned to read a guess
+        from minivid import checkpoints
+
+        other = checkpoints.resolve(source)
+        their = getattr(other, "config", None)
+        theirs = (getattr(their, "predictor", 0), getattr(their, "predictor_net", None))
+        if model.predictor is None or getattr(other, "family", None) != "diffusion" or theirs != (config.predictor, config.predictor_net):
+            raise ValueError(f"--predictor-from needs a diffusion export whose predictor matches this run's "
+                             f"(predictor={config.predictor}, predictor_net={config.predictor_net!r}); {source} has "
+                             f"predictor={theirs[0]}, predictor_net={theirs[1]!r}")
+        model.predictor.load_state_dict(other.predictor.state_dict())
+    if config.predictor_only:  # the denoiser is frozen: the optimizer and DDP see the predictor alone
+        model.net.requires_grad_(False)
+    return model
+
+
+def _start(config: Config, init: str | None) -> Model:
     if not init:
         return Model(config)
     from minivid import checkpoints
@@ -290,7 +315,7 @@ def build(preset: str, args=None) -> Model:
 
 # fields a continued run may change: new zero-output layers or input channels (a new predictor is trained from
 # scratch; its guess enters through zero weights), the loss
-GROWABLE = ("spacetime", "min_snr_gamma", "predictor", "predictor_net")
+GROWABLE = ("spacetime", "min_snr_gamma", "predictor", "predictor_net", "predictor_only")
 
 
 def continued(start, config, name: str = "the start model"):

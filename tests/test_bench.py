@@ -1,6 +1,7 @@
 """`minivid bench`: one table for every method, also as JSON and CSV."""
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -28,6 +29,12 @@ def test_bench_counts_network_evaluations():
     model = video_diffusion.Model(video_diffusion.PRESETS["nano"])
     assert bench.network_evaluations(model, {"steps": 3}) == 3
     assert bench.network_evaluations(model, {"steps": 3, "guidance": 1.0}) == 6  # CFG: two calls per step
+    # a model with a deterministic predictor calls it once per prediction (twice with CFG), as it says it does
+    with_guess = video_diffusion.Model(dataclasses.replace(video_diffusion.PRESETS["nano"], predictor=8,
+                                                           predictor_net="framestack"))
+    for kwargs in ({"steps": 3}, {"steps": 3, "guidance": 1.0}):
+        assert bench.network_evaluations(with_guess, kwargs) == with_guess.network_evaluations(10, 10, **kwargs)
+    assert bench.network_evaluations(with_guess, {"steps": 3}) == 4
     del torch
 
 
@@ -54,5 +61,8 @@ def test_bench_lists_generators_only_and_counts_transformer_passes():
 
 def test_bench_counts_calls_per_clip_over_several_batches(monkeypatch):
     monkeypatch.setattr(bench, "BATCH_SIZE", 1)  # two clips, two batches: the count is per batch, not summed
+    from minivid import checkpoints
+
     (row,) = bench.run(2, methods=["diffusion"], generate_kwargs={"diffusion": {"steps": 2}}, progress=False)
-    assert row["network_evals_per_clip"] == 2 and row["clips"] == 2
+    per_clip = checkpoints.pretrained("diffusion").network_evaluations(10, 10, steps=2)  # 2 steps (+1 predictor call)
+    assert per_clip in (2, 3) and row["network_evals_per_clip"] == per_clip and row["clips"] == 2

@@ -283,3 +283,75 @@ def test_the_predictor_learns_the_future_with_plain_mse_and_round_trips(tmp_path
     assert (again.config.predictor, again.config.predictor_net) == (8, net)  # stored in half precision: equal to within that
     torch.testing.assert_close(again.predict_mean(clips[:1, :10], 3), model.eval().predict_mean(clips[:1, :10], 3),
                                atol=2e-2, rtol=0)
+
+
+def test_predictor_only_trains_the_predictor_alone_and_then_grows_into_joint_training(tmp_path):
+    from argparse import Namespace
+
+    from minivid import checkpoints, data
+
+    torch.manual_seed(0)
+    plain = video_diffusion.Model(video_diffusion.PRESETS["nano"])
+    _randomize(plain)
+    path = tmp_path / "plain.pt"
+    checkpoints.export(plain, "diffusion", path)
+    sets = ["predictor=8", "predictor_net=framestack"]
+    alone = video_diffusion.build("nano", Namespace(set=[*sets, "predictor_only=True"], init=str(path)))
+    assert not any(p.requires_grad for p in alone.net.parameters())
+    assert all(p.requires_grad for p in alone.predictor.parameters())
+    clips = data.moving_mnist(range(2), seed=0, num_frames=20)
+    loss = alone.loss(clips)
+    loss.backward()  # the loss is the predictor's MSE on the frames to be generated, nothing of the denoiser
+    assert all(p.grad is None for p in alone.net.parameters())
+    assert all(p.grad is not None for p in alone.predictor.parameters())
+    x0 = clips * 2 - 1
+    torch.manual_seed(1)
+    again = alone.loss(clips)
+    torch.manual_seed(1)  # the same context lengths drawn: the loss is the guess's MSE where nothing is given
+    k = torch.where(torch.rand(2) < 0.5, 10, torch.randint(1, 11, (2,)))
+    k = torch.where(torch.rand(2) < alone.config.p_uncond, 0, k)
+    given = (torch.arange(20)[None] < k[:, None]).float()
+    per_frame = ((alone.guess(x0, given) - x0) ** 2).mean(dim=(2, 3, 4))
+    torch.testing.assert_close(again, (per_frame * (1 - given)).sum() / (1 - given).sum())
+    # the pre-trained predictor then continues with the denoiser, which still samples as before it was grown
+    out = tmp_path / "alone.pt"
+    checkpoints.export(alone, "diffusion", out)
+    joint = video_diffusion.build("nano", Namespace(set=sets, init=str(out))).eval()
+    assert not joint.config.predictor_only and all(p.requires_grad for p in joint.parameters())
+    context = torch.rand(1, 3, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(joint.predict_mean(context, 2), checkpoints.load(out).predict_mean(context, 2))
+        assert torch.equal(joint.generate(context, 2, seed=3, steps=2, progress=False),
+                           checkpoints.load(path).generate(context, 2, seed=3, steps=2, progress=False))
+    # or a denoiser trained with a guess takes a predictor trained alone for longer (--predictor-from)
+    fresh = tmp_path / "fresh.pt"
+    checkpoints.export(video_diffusion.Model(dataclasses.replace(joint.config, predictor_only=True)), "diffusion", fresh)
+    both = video_diffusion.build("nano", Namespace(set=sets, init=str(fresh), predictor_from=str(out))).eval()
+    with torch.no_grad():
+        assert torch.equal(both.guess(x0, given), joint.guess(x0, given))
+        assert torch.equal(both.net.stem.weight, checkpoints.load(fresh).net.stem.weight)  # the denoiser: --init's
+    with pytest.raises(ValueError, match="--predictor-from needs a diffusion export whose predictor matches"):
+        video_diffusion.build("nano", Namespace(set=sets, init=str(fresh), predictor_from=str(path)))
+    with pytest.raises(ValueError, match="predictor_only trains the predictor alone"):
+        video_diffusion.Model(dataclasses.replace(video_diffusion.PRESETS["nano"], predictor_only=True))
+
+
+def test_the_context_probe_gives_a_predictor_model_its_guess_as_sampling_does():
+    from minivid import data, diffusion
+
+    model = video_diffusion.continued(video_diffusion.Model(video_diffusion.PRESETS["nano"]), _with_predictor(net="framestack")).eval()
+    _randomize(model)  # the guess channel's stem weights too: the guess now changes the output
+    clips = data.moving_mnist(range(2), seed=0, num_frames=20)
+    rows = diffusion.context_probe(model, clips, [600], context=10, seed=0)
+    x0 = diffusion.to_model_range(clips)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    t = torch.full((2,), 600)
+    x_t = diffusion.q_sample(x0, t, eps, model.alpha_bar)
+    given = torch.zeros(2, 20)
+    given[:, :10] = 1
+    with torch.no_grad():
+        for mask, key in ((given, "mse_with"), (torch.zeros_like(given), "mse_without")):
+            out = model(x_t, t, cond=x0, cond_mask=mask, guess=model.guess(x0, mask))
+            x0_hat, _ = diffusion.x0_eps_from(model.config.prediction, out, x_t, t, model.alpha_bar)
+            error = ((diffusion.from_model_range(x0_hat[:, 10:]) - clips[:, 10:]) ** 2).sum(dim=(2, 3, 4)).mean()
+            assert rows[0][key] == pytest.approx(error.item(), rel=1e-5)
