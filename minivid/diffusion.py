@@ -308,8 +308,8 @@ def context_probe(model, clips: torch.Tensor, timesteps, context: int = 10, seed
     network of a diffusion-style model (one taking cond and cond_mask: diffusion, dit) predicts the clean clip
     twice: given the first `context` frames, and with the context mask cleared. Returns one dict per t: the MSE
     of both guesses on the future frames (summed over a frame's pixels in [0, 1], as the protocol does) and
-    `ratio` = without / with. Near 1 at high noise means the context is ignored. A model with a deterministic
-    predictor gets the predictor's guess from the same given frames (none without the context).
+    `ratio` = without / with. Near 1 at high noise means the context is ignored. (A model with a deterministic
+    predictor makes its guess from the same given frames in its forward, none without the context.)
     """
     for name in ("alpha_bar", "config"):
         if not hasattr(model, name):
@@ -328,10 +328,8 @@ def context_probe(model, clips: torch.Tensor, timesteps, context: int = 10, seed
         x_t = q_sample(x0, t, eps, model.alpha_bar)
         errors = []
         for mask in (given, torch.zeros_like(given)):
-            # a model with a deterministic predictor reads its guess from the same frames, as when it samples
-            extra = {} if getattr(model, "predictor", None) is None else {"guess": model.guess(x0, mask)}
-            out = model(x_t, t, cond=x0, cond_mask=mask, **extra).float()
-            guess, _ = x0_eps_from(model.config.prediction, out, x_t, t, model.alpha_bar)
+            guess, _ = x0_eps_from(model.config.prediction, model(x_t, t, cond=x0, cond_mask=mask).float(), x_t, t,
+                                   model.alpha_bar)
             error = (from_model_range(guess[:, context:]) - from_model_range(x0[:, context:])) ** 2
             errors.append(error.sum(dim=(2, 3, 4)).mean().item())
         rows.append({"t": int(level), "mse_with": errors[0], "mse_without": errors[1],

@@ -102,6 +102,10 @@ class Model(torch.nn.Module):
             ))
 
     def forward(self, x_t, t, cond=None, cond_mask=None, guess=None):
+        """The denoiser's prediction. A model with a predictor reads its guess from the given frames; pass `guess`
+        to reuse one across steps (as `generate` does), or leave it out and it is made here, never zeros."""
+        if guess is None and self.predictor is not None and cond is not None and cond_mask is not None:
+            guess = self.guess(cond, cond_mask)
         return self.net(x_t, t, cond, cond_mask, guess)
 
     def guess(self, cond: torch.Tensor, cond_mask: torch.Tensor) -> torch.Tensor:

@@ -355,3 +355,15 @@ def test_the_context_probe_gives_a_predictor_model_its_guess_as_sampling_does():
             x0_hat, _ = diffusion.x0_eps_from(model.config.prediction, out, x_t, t, model.alpha_bar)
             error = ((diffusion.from_model_range(x0_hat[:, 10:]) - clips[:, 10:]) ** 2).sum(dim=(2, 3, 4)).mean()
             assert rows[0][key] == pytest.approx(error.item(), rel=1e-5)
+
+
+def test_a_predictor_model_makes_its_guess_when_a_caller_leaves_it_out():
+    """A hand-written sampler (exercise 02) calls model(x, t, cond, mask): it must see what generate's loop sees."""
+    model = video_diffusion.continued(video_diffusion.Model(video_diffusion.PRESETS["nano"]), _with_predictor(net="framestack")).eval()
+    _randomize(model)  # the guess channel's stem weights too: a missing guess would change the output
+    x, cond = torch.randn(2, 4, 1, 64, 64), torch.rand(2, 4, 1, 64, 64) * 2 - 1
+    mask, t = torch.tensor([[1.0, 1, 0, 0], [1, 0, 0, 0]]), torch.tensor([500, 900])
+    with torch.no_grad():
+        given = model(x, t, cond, mask, model.guess(cond, mask))
+        assert torch.equal(model(x, t, cond, mask), given)
+        assert not torch.equal(model.net(x, t, cond, mask), given)  # the network alone reads zeros: not the same
