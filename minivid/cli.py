@@ -62,8 +62,9 @@ def _add_family_commands(sub):
     p.add_argument("--init", default=None, help="family-specific initialisation: a checkpoint file to start from, "
                    "or pretrained:NAME for a shipped model (e.g. hybrid from pretrained:diffusion)")
     p.add_argument("--predictor-from", default=None, metavar="FILE",
-                   help="diffusion with a predictor only: take the predictor's weights from this export (e.g. one "
-                        "trained alone with --set predictor_only=True), the denoiser's from --init")
+                   help="diffusion or hybrid with a predictor only: take the predictor's weights from this export "
+                        "(e.g. one trained alone with --set predictor_only=True, or a diffusion model's for the "
+                        "hybrid), the rest from --init")
     p.add_argument("--teacher", default=None, help="student only: the diffusion model to distil, a file or "
                    "pretrained:NAME (default pretrained:diffusion)")
     p.add_argument("--noise", default=None, choices=["nondecreasing", "independent"],

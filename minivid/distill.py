@@ -66,7 +66,7 @@ few steps, which blurs; DMD instead pushes the student's own samples towards the
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -480,7 +480,8 @@ class Model(torch.nn.Module):
 
 def load_network(model: Model, start, name: str = "the start model") -> Model:
     """Copy `start`'s network into the student: a diffusion model (as the hybrid starts from one), a
-    hybrid, or a student. Network widths must match; space-time attention the start lacks starts at zero."""
+    hybrid, or a student. Network widths must match; space-time attention the start lacks starts at zero.
+    A hybrid with a predictor gives its network without the guess channel: the student has no predictor."""
     from minivid import hybrid
     from minivid.models.unet2d import grow
     from minivid.video_diffusion import tuple_or
@@ -497,6 +498,12 @@ def load_network(model: Model, start, name: str = "the start model") -> Model:
     if family == "diffusion":  # the hybrid's conversion: one input channel, causal temporal conv taps
         shared = {f.name: getattr(model.config, f.name) for f in fields(hybrid.Config) if hasattr(model.config, f.name)}
         start = hybrid.from_diffusion_model(start, hybrid.Config(**shared))
+    elif getattr(start, "predictor", None) is not None:  # a hybrid that reads a predictor's guess; the student has
+        # no predictor, so it keeps the noisy frame's stem weights and drops the guess channel's (a start, not a copy)
+        state = dict(start.net.state_dict())
+        state["stem.weight"] = state["stem.weight"][:, : start.config.patch**2]
+        start = hybrid.Model(replace(start.config, predictor=0, predictor_only=False))
+        start.net.load_state_dict(state)
     grow(start.net, model.net)
     return model
 

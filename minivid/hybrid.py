@@ -13,6 +13,10 @@ The hybrid sits between them (AR-Diffusion, Sun et al. 2025; Diffusion Forcing, 
   autoregressive, in between a diagonal "pyramid". Context frames are clean, or a little noised
   (`context_noise`, trained for with `Config.context_noise`) so the model learns not to trust its own
   slightly wrong frames too much. Rollouts longer than the window slide it forward, a chunk at a time.
+* **optionally** (`predictor` > 0) a deterministic predictor (`minivid/models/framestack.py`, the same
+  network as the diffusion model's) guesses every new frame of a window from its context alone, once per
+  window, and the network reads that guess as one more input channel. The guess depends only on the past,
+  so the hybrid stays causal. The predictor can come trained from a diffusion export (`--predictor-from`).
 
 One reverse step is `diffusion.step`, applied per frame: frames whose level does not change in a row
 stay where they are.
@@ -28,6 +32,7 @@ from tqdm.auto import tqdm
 from minivid import diffusion, schedules
 from minivid.metrics import validate_video
 from minivid.image_diffusion import network_config
+from minivid.models.framestack import FrameStackPredictor
 from minivid.models.unet3d import UNet3D
 
 NOISES = ("nondecreasing", "independent")
@@ -54,6 +59,9 @@ class Config:
     min_snr_gamma: float = 0.0  # 0: the plain loss; 5: min-SNR-5 weighting (Hang et al. 2023)
     sample_steps: int = 10  # denoising steps per frame by default
     lag: int = 2  # the default pyramid's lag, in sampler steps, between neighbouring frames
+    predictor: int = 0  # 0: none; else the width of a frame-stack predictor whose guess of each window's new
+    # frames, made from its context alone, the network reads as one more input channel
+    predictor_only: bool = False  # training only: the loss is the predictor's alone and the network is frozen
 
 
 PRESETS = {
@@ -90,10 +98,29 @@ class Model(torch.nn.Module):
         # the image model's network shape (one input channel: context frames are frames at a low noise
         # level, not extra channels), with causal temporal layers added
         self.net = UNet3D(network_config(config, temporal=True, causal=True, max_frames=config.num_frames,
-                                             spacetime=config.spacetime))
+                                             spacetime=config.spacetime, in_channels=2 if config.predictor else 1,
+                                             guess=bool(config.predictor)))
+        if config.predictor_only and not config.predictor:
+            raise ValueError("predictor_only trains the predictor alone: give it one, e.g. --set predictor=192")
+        self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor) if config.predictor else None
 
-    def forward(self, x_t, t):
-        return self.net(x_t, t)
+    def forward(self, x_t, t, guess=None):
+        """The network's prediction for every frame. A model with a predictor reads its guess; pass `guess` (as
+        training and `generate` do, made once from the context) or leave it out and it is made here from the
+        leading frames at level -1 (clean), the context of a plain call."""
+        if guess is None and self.predictor is not None:
+            t = torch.as_tensor(t, device=x_t.device)
+            t = t[:, None].expand(x_t.shape[:2]) if t.ndim == 1 else t
+            given = torch.cumprod((t < 0).long(), dim=1)  # the clean prefix: the guess reads only the past
+            guess = self.guess(x_t, given)
+        return self.net(x_t, t, guess=guess)
+
+    def guess(self, frames: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+        """The predictor's guess of every frame (model range) from the `given` ones (b, t), which it keeps as given."""
+        if self.predictor is None:
+            raise ValueError("this hybrid has no predictor (config.predictor is 0)")
+        mask = given.to(frames.dtype)[:, :, None, None, None]
+        return mask * frames + (1 - mask) * self.predictor(frames, given)
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -115,8 +142,16 @@ class Model(torch.nn.Module):
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         x0 = diffusion.to_model_range(batch[:, : self.config.num_frames])
         t, mask = self.training_timesteps(x0.shape[0], x0.device)
-        return diffusion.loss(self, x0, t, self.alpha_bar, self.config.prediction, mask=mask,
-                              min_snr_gamma=self.config.min_snr_gamma)
+        guess, guess_loss = None, 0.0
+        if self.predictor is not None:  # its guess from the clean context; plain MSE on the frames to be made
+            guess = self.guess(x0, 1 - mask)
+            per_frame = ((guess.float() - x0.float()) ** 2).mean(dim=(2, 3, 4))
+            guess_loss = (per_frame * mask).sum() / mask.sum().clamp(min=1)
+            if self.config.predictor_only:
+                return guess_loss
+            guess = guess.detach()
+        return guess_loss + diffusion.loss(self, x0, t, self.alpha_bar, self.config.prediction, mask=mask,
+                                           min_snr_gamma=self.config.min_snr_gamma, guess=guess)
 
     # -- sampling ----------------------------------------------------------------------------------
 
@@ -193,14 +228,15 @@ class Model(torch.nn.Module):
 
     def network_evaluations(self, num_context: int, num_frames: int, schedule="pyramid", steps: int | None = None,
                             lag: int | None = None, **generate_kwargs) -> int:
-        """How many network calls `generate` makes: per window, the grid's rows in which some frame moves."""
+        """How many network calls `generate` makes: per window, the grid's rows in which some frame moves (and
+        the predictor's one guess, for a model with one)."""
         c = self.config
         total, done = 0, 0
         while done < num_frames:
             past = min(num_context + done, c.max_context)
             chunk = min(num_frames - done, c.num_frames - past)
             grid = self.schedule_grid(chunk, schedule, steps, lag)
-            total += int((grid[1:] < grid[:-1]).any(dim=1).sum())
+            total += int((grid[1:] < grid[:-1]).any(dim=1).sum()) + (self.predictor is not None)  # + one guess
             done += chunk
         return total
 
@@ -212,6 +248,10 @@ class Model(torch.nn.Module):
         device = past.device
         x = torch.randn(b, n, *past.shape[2:], generator=generator, device=device)
         ctx_t = torch.full((b, k), context_noise if context_noise > 0 else -1, device=device)  # -1 = clean
+        guess = None
+        if self.predictor is not None:  # once per window, from the clean context alone
+            window = torch.cat([past, torch.zeros_like(x)], dim=1)
+            guess = self.guess(window, (torch.arange(k + n, device=device) < k).expand(b, k + n))
         if k and context_noise > 0:
             eps = torch.randn(past.shape, generator=generator, device=device)
             past = diffusion.q_sample(past, ctx_t, eps, self.alpha_bar)
@@ -226,7 +266,7 @@ class Model(torch.nn.Module):
             t_next = timesteps[row, :last].expand(b, last)
             x_in = torch.cat([past, x[:, :last]], dim=1)
             t_in = torch.cat([ctx_t, t_now], dim=1).long()
-            out = self(x_in, t_in)[:, k:].float()
+            out = self(x_in, t_in, guess=None if guess is None else guess[:, : k + last])[:, k:].float()
             evaluations += 1
             clean = t_now < 0  # finished frames: leave them exactly where they are
             t_safe = t_now.clamp(min=0)
@@ -250,6 +290,9 @@ def from_diffusion_model(video_model, config: Config) -> Model:
       frames in the sequence (noise level -1), which fine-tuning teaches it to use;
     * the temporal convs: kernel taps (previous, current, next frame) become causal taps
       (two back, previous, current), so the weights keep their meaning and the next frame's tap is dropped.
+
+    With `config.predictor`, the stem keeps the guess channel's weights too (zeros if the diffusion model has
+    no predictor), and a frame-stack predictor of the same width comes along trained.
     """
     from minivid.video_diffusion import tuple_or
 
@@ -266,8 +309,9 @@ def from_diffusion_model(video_model, config: Config) -> Model:
         raise ValueError("this diffusion model has space-time attention; give the hybrid --set spacetime=True")
     p2 = config.patch**2
     for name, value in source.items():
-        if name == "stem.weight":
-            value = value[:, :p2]  # input channels are (c p1 p2): the first p^2 are the noisy frame's
+        if name == "stem.weight":  # input channels are (c p1 p2): the first p^2 are the noisy frame's
+            guess = value[:, 3 * p2: 4 * p2] if getattr(vc, "predictor", 0) else torch.zeros_like(value[:, :p2])
+            value = torch.cat([value[:, :p2], guess], dim=1) if config.predictor else value[:, :p2]
         elif name.endswith("temporal.conv.weight"):
             value = torch.cat([torch.zeros_like(value[..., :1]), value[..., :2]], dim=-1)  # (past, now, next) -> (2 back, past, now)
         if target[name].shape != value.shape:
@@ -275,6 +319,10 @@ def from_diffusion_model(video_model, config: Config) -> Model:
                              f"the hybrid needs {tuple(target[name].shape)}")
         target[name] = value
     model.net.load_state_dict(target)  # space-time layers the source lacks keep their zero-output start
+    if config.predictor and getattr(video_model, "predictor", None) is not None:
+        from minivid.video_diffusion import take_predictor
+
+        take_predictor(model, video_model, "the diffusion model")
     return model
 
 
@@ -287,7 +335,18 @@ def build(preset: str, args=None) -> Model:
     config = with_overrides(PRESETS[preset], args)
     if args is not None and getattr(args, "noise", None):
         config = replace(config, noise=args.noise)
-    init = getattr(args, "init", None) if args is not None else None
+    from minivid.video_diffusion import take_predictor
+
+    model = _start(config, getattr(args, "init", None) if args is not None else None)
+    source = getattr(args, "predictor_from", None) if args is not None else None
+    if source:  # e.g. the shipped diffusion model's predictor, trained far longer than a hybrid run could
+        take_predictor(model, source)
+    if config.predictor_only:  # the network is frozen: the optimizer and DDP see the predictor alone
+        model.net.requires_grad_(False)
+    return model
+
+
+def _start(config: Config, init: str | None) -> Model:
     if not init:
         return Model(config)
     from minivid import checkpoints

@@ -287,18 +287,32 @@ def build(preset: str, args=None) -> Model:
     model = _start(config, getattr(args, "init", None) if args is not None else None)
     source = getattr(args, "predictor_from", None) if args is not None else None
     if source:  # e.g. a predictor trained alone (predictor_only) joins a denoiser that learned to read a guess
-        from minivid import checkpoints
-
-        other = checkpoints.resolve(source)
-        their = getattr(other, "config", None)
-        theirs = (getattr(their, "predictor", 0), getattr(their, "predictor_net", None))
-        if model.predictor is None or getattr(other, "family", None) != "diffusion" or theirs != (config.predictor, config.predictor_net):
-            raise ValueError(f"--predictor-from needs a diffusion export whose predictor matches this run's "
-                             f"(predictor={config.predictor}, predictor_net={config.predictor_net!r}); {source} has "
-                             f"predictor={theirs[0]}, predictor_net={theirs[1]!r}")
-        model.predictor.load_state_dict(other.predictor.state_dict())
+        take_predictor(model, source)
     if config.predictor_only:  # the denoiser is frozen: the optimizer and DDP see the predictor alone
         model.net.requires_grad_(False)
+    return model
+
+
+def predictor_kind(config) -> tuple:
+    """(width, network) of a config's predictor; the hybrid's is always a frame stack."""
+    return getattr(config, "predictor", 0), getattr(config, "predictor_net", "framestack")
+
+
+def take_predictor(model, source, name: str | None = None):
+    """Load into `model` (diffusion or hybrid) the predictor of `source`: a model, or a file / pretrained:NAME
+    of a diffusion or hybrid export whose predictor has the same width and network."""
+    from minivid import checkpoints
+
+    other = checkpoints.resolve(source) if isinstance(source, str) else source
+    name = name or str(source)
+    mine = predictor_kind(model.config)
+    theirs = predictor_kind(getattr(other, "config", None))
+    if (model.predictor is None or getattr(other, "family", None) not in ("diffusion", "hybrid")
+            or getattr(other, "predictor", None) is None or theirs != mine):
+        raise ValueError(f"--predictor-from needs a diffusion or hybrid export whose predictor matches this run's "
+                         f"(predictor={mine[0]}, predictor_net={mine[1]!r}); {name} is a "
+                         f"{getattr(other, 'family', None)!r} model with predictor={theirs[0]}, predictor_net={theirs[1]!r}")
+    model.predictor.load_state_dict(other.predictor.state_dict())
     return model
 
 
@@ -330,10 +344,10 @@ def continued(start, config, name: str = "the start model"):
         raise ValueError(f"{name} holds a different configuration: {', '.join(fixed)}")
     if getattr(start.config, "spacetime", False) and not config.spacetime:
         raise ValueError(f"{name} has space-time attention; continue it with --set spacetime=True")
-    if getattr(start.config, "predictor", 0) and (start.config.predictor, start.config.predictor_net) != (
-            config.predictor, config.predictor_net):
-        raise ValueError(f"{name} has a predictor of width {start.config.predictor}; continue it with "
-                         f"--set predictor={start.config.predictor} --set predictor_net={start.config.predictor_net}")
+    if predictor_kind(start.config)[0] and predictor_kind(start.config) != predictor_kind(config):
+        width, net = predictor_kind(start.config)
+        keep = "" if not hasattr(config, "predictor_net") else f" --set predictor_net={net}"
+        raise ValueError(f"{name} has a predictor of width {width}; continue it with --set predictor={width}{keep}")
     model = type(start)(config)
     grow(start.net, model.net)
     if start.predictor is not None:  # the same predictor: keep what it learned

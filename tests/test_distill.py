@@ -149,6 +149,13 @@ def test_load_network_from_a_teacher_or_a_hybrid():
     assert all(torch.equal(a, b) for a, b in zip(model.net.state_dict().values(), h.net.state_dict().values()))
     with pytest.raises(ValueError, match="base_channels"):
         distill.load_network(student(base_channels=32), h)
+    # a hybrid that reads a predictor's guess: its network without the guess channel's stem weights
+    hp = randomise(hybrid.Model(hybrid.Config(**{**hybrid.PRESETS["nano"].__dict__, **WINDOW, "predictor": 8})))
+    model = distill.load_network(student(), hp)
+    p2 = hp.config.patch ** 2
+    for name, value in model.net.state_dict().items():
+        theirs = hp.net.state_dict()[name]
+        assert torch.equal(value, theirs[:, :p2] if name == "stem.weight" else theirs)
 
 
 # -- sampling and streaming ----------------------------------------------------------------------------

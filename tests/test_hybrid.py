@@ -163,3 +163,86 @@ def test_build_continues_a_hybrid_and_names_what_differs(tmp_path):
     assert again.training and again.config == hybrid.PRESETS["nano"]
     with pytest.raises(ValueError, match=r"noise \('nondecreasing' there, 'independent' here\)"):
         hybrid.build("nano", Namespace(init=str(tmp_path / "h.pt"), noise="independent"))
+
+
+def _with_predictor(**changes):
+    model = nano(predictor=8, **changes)
+    for p in model.parameters():  # zero-initialised layers (the guess channel's stem weights) would hide the guess
+        torch.nn.init.normal_(p, std=0.05)
+    return model
+
+
+def test_a_predictor_hybrid_reads_a_guess_made_from_the_past_alone():
+    from minivid import bench
+
+    model = _with_predictor()
+    x = torch.randn(1, 6, 1, 64, 64)
+    t = torch.tensor([[-1, -1, 100, 200, 300, 400]])
+    with torch.no_grad():
+        y = model(x, t)
+        guess = model.guess(x, torch.tensor([[1, 1, 0, 0, 0, 0]]))
+        assert torch.equal(y, model(x, t, guess=guess))  # a plain call guesses from the clean prefix, as sampling does
+        assert torch.equal(guess[:, :2], x[:, :2])  # the given frames are kept as given
+        assert not torch.allclose(y, model.net(x, t, guess=torch.zeros_like(x)), atol=1e-3)  # the guess is read
+        x2 = x.clone()
+        x2[:, 4:] = torch.randn(1, 2, 1, 64, 64)
+        y2 = model(x2, t)
+    assert torch.allclose(y[:, :4], y2[:, :4], atol=1e-5)  # still causal: the past never sees the future
+    # sampling: one guess per window (a slide makes a new one from the new past), counted as a network call
+    context = data.standard_test_set(1)[:, :3]
+    with bench.counting_calls(model) as calls, torch.no_grad():
+        video = model.generate(context, 5, seed=0, steps=2, progress=False)
+    assert video.shape == (1, 5, 1, 64, 64) and 0 <= float(video.min()) and float(video.max()) <= 1
+    assert model.network_evaluations(3, 5, steps=2) == len(calls)
+    assert len(calls) - nano().network_evaluations(3, 5, steps=2) == 2  # two windows: 3 frames, then 2
+
+
+def test_predictor_only_then_joint_and_predictor_from_a_diffusion_model(tmp_path):
+    from argparse import Namespace
+
+    from minivid import checkpoints, video_diffusion
+
+    torch.manual_seed(0)
+    checkpoints.export(hybrid.Model(hybrid.PRESETS["nano"]), "hybrid", tmp_path / "plain.pt", preset="nano")
+    alone = hybrid.build("nano", Namespace(init=str(tmp_path / "plain.pt"), set=["predictor=8", "predictor_only=True"]))
+    assert not any(p.requires_grad for p in alone.net.parameters()) and alone.predictor is not None
+    clips = data.moving_mnist(range(2), seed=0, num_frames=20)
+    torch.manual_seed(1)
+    loss = alone.loss(clips)
+    loss.backward()  # the predictor's MSE where nothing is given: no gradient reaches the network
+    assert all(p.grad is None for p in alone.net.parameters())
+    assert all(p.grad is not None for p in alone.predictor.parameters())
+    torch.manual_seed(1)
+    x0 = clips * 2 - 1
+    _, mask = alone.training_timesteps(2)
+    per_frame = ((alone.guess(x0, 1 - mask) - x0) ** 2).mean(dim=(2, 3, 4))
+    torch.testing.assert_close(loss.detach(), (per_frame * mask).sum() / mask.sum())
+    # grown into joint training: the network samples exactly as before, its guess channel's weights at zero
+    checkpoints.export(alone, "hybrid", tmp_path / "alone.pt", preset="nano")
+    joint = hybrid.build("nano", Namespace(init=str(tmp_path / "alone.pt"), set=["predictor=8"])).eval()
+    assert all(p.requires_grad for p in joint.parameters())
+    context = data.standard_test_set(1)[:, :3]
+    plain = checkpoints.load(tmp_path / "plain.pt")
+    assert torch.equal(joint.generate(context, 2, seed=3, steps=2, progress=False),
+                       plain.generate(context, 2, seed=3, steps=2, progress=False))
+    # --predictor-from: a diffusion model's frame-stack predictor of the same width
+    video = video_diffusion.Model(video_diffusion.Config(**{**video_diffusion.PRESETS["nano"].__dict__,
+                                                            "predictor": 8, "predictor_net": "framestack"}))
+    for p in video.predictor.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    checkpoints.export(video, "diffusion", tmp_path / "video.pt", preset="nano")
+    took = hybrid.build("nano", Namespace(init=str(tmp_path / "alone.pt"), set=["predictor=8"],
+                                          predictor_from=str(tmp_path / "video.pt")))
+    with torch.no_grad():
+        given = torch.tensor([[1.0] * 10 + [0.0] * 10])
+        torch.testing.assert_close(took.guess(x0[:1], given), checkpoints.load(tmp_path / "video.pt").guess(x0[:1], given))
+    with pytest.raises(ValueError, match=r"--predictor-from needs a diffusion or hybrid export .* predictor=0"):
+        hybrid.build("nano", Namespace(init=str(tmp_path / "alone.pt"), set=["predictor=8"],
+                                       predictor_from=str(tmp_path / "plain.pt")))
+    with pytest.raises(ValueError, match="predictor_only trains the predictor alone"):
+        nano(predictor_only=True)
+    # a hybrid made from that diffusion model keeps its predictor and the stem's guess weights
+    converted = hybrid.from_diffusion_model(video, hybrid.Config(**{**hybrid.PRESETS["nano"].__dict__, "predictor": 8}))
+    p2 = converted.config.patch ** 2
+    assert torch.equal(converted.net.stem.weight[:, p2:], video.net.stem.weight[:, 3 * p2:])
+    assert torch.equal(converted.predictor.mix_in.weight, video.predictor.mix_in.weight)

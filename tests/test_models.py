@@ -330,7 +330,7 @@ def test_predictor_only_trains_the_predictor_alone_and_then_grows_into_joint_tra
     with torch.no_grad():
         assert torch.equal(both.guess(x0, given), joint.guess(x0, given))
         assert torch.equal(both.net.stem.weight, checkpoints.load(fresh).net.stem.weight)  # the denoiser: --init's
-    with pytest.raises(ValueError, match="--predictor-from needs a diffusion export whose predictor matches"):
+    with pytest.raises(ValueError, match="--predictor-from needs a diffusion or hybrid export whose predictor matches"):
         video_diffusion.build("nano", Namespace(set=sets, init=str(fresh), predictor_from=str(path)))
     with pytest.raises(ValueError, match="predictor_only trains the predictor alone"):
         video_diffusion.Model(dataclasses.replace(video_diffusion.PRESETS["nano"], predictor_only=True))

@@ -270,7 +270,7 @@ class UNet3D(nn.Module):
         t = repeat(t, "b -> b t", t=num_frames) if t.ndim == 1 else t  # (b, t): one noise level per frame
         emb = self.time_mlp(sinusoidal(rearrange(t + 1, "b t -> (b t)"), self.config.base_channels))  # (b t) e
         parts = [x_t]
-        if self.config.in_channels > x_t.shape[2]:  # conditioning channels: context frames + their mask
+        if self.config.in_channels - int(self.config.guess) > x_t.shape[2]:  # conditioning channels: context frames + their mask
             mask = torch.zeros(b, num_frames, device=x_t.device) if cond_mask is None else cond_mask.to(x_t.dtype)
             cond = torch.zeros_like(x_t) if cond is None else cond
             parts += [cond * mask[:, :, None, None, None], repeat(mask, "b t -> b t 1 h w", h=height, w=width)]
