@@ -172,6 +172,11 @@ def loss(model, x0, t, alpha_bar, prediction: str = "v", mask=None, eps=None, mi
     if min_snr_gamma > 0:
         weight = min_snr_weight(t, alpha_bar, min_snr_gamma, prediction)
         per_frame = per_frame * (weight if weight.ndim == 2 else weight[:, None])
+    return masked_mean(per_frame, mask)
+
+
+def masked_mean(per_frame: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The mean of per-frame values (b, t) over the frames where `mask` (b, t) is 1; every frame if None."""
     if mask is None:
         return per_frame.mean()
     mask = mask.to(per_frame.dtype)

@@ -184,7 +184,7 @@ def dmd_loss(sample, real, fake, future):
     g = (fake - real) / distance.clamp(min=1e-4)[:, None, None, None, None]
     target = (sample - g).detach()
     per_frame = ((sample - target) ** 2).mean(dim=(2, 3, 4))  # (b, t)
-    return 0.5 * (per_frame * future).sum() / future.sum().clamp(min=1)
+    return 0.5 * diffusion.masked_mean(per_frame, future)
 
 
 def check_teacher(teacher, config: Config) -> None:
@@ -345,7 +345,7 @@ class Model(torch.nn.Module):
         x0, _ = diffusion.x0_eps_from(c.prediction, out.float(), x_t, t, self.alpha_bar)
         per_frame = ((x0 - clean) ** 2).mean(dim=(2, 3, 4))  # (b, t)
         mask = (~given).float()  # the frames the teacher generated
-        regression = (per_frame * mask).sum() / mask.sum().clamp(min=1)
+        regression = diffusion.masked_mean(per_frame, mask)
         if self.fake is None:
             return regression
         return c.regression * regression + self._distribution_matching(clean, given, cache)

@@ -145,8 +145,7 @@ class Model(torch.nn.Module):
         guess, guess_loss = None, 0.0
         if self.predictor is not None:  # its guess from the clean context; plain MSE on the frames to be made
             guess = self.guess(x0, 1 - mask)
-            per_frame = ((guess.float() - x0.float()) ** 2).mean(dim=(2, 3, 4))
-            guess_loss = (per_frame * mask).sum() / mask.sum().clamp(min=1)
+            guess_loss = diffusion.masked_mean(((guess.float() - x0.float()) ** 2).mean(dim=(2, 3, 4)), mask)
             if self.config.predictor_only:
                 return guess_loss
             guess = guess.detach()

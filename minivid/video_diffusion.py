@@ -137,8 +137,7 @@ class Model(torch.nn.Module):
         guess, guess_loss = None, 0.0
         if self.predictor is not None:  # plain MSE on the frames to be generated; the denoiser sees it fixed
             guess = self.guess(x0, cond_mask)
-            per_frame = ((guess.float() - x0.float()) ** 2).mean(dim=(2, 3, 4))  # (b, t)
-            guess_loss = (per_frame * (1 - cond_mask)).sum() / (1 - cond_mask).sum().clamp(min=1)
+            guess_loss = diffusion.masked_mean(((guess.float() - x0.float()) ** 2).mean(dim=(2, 3, 4)), 1 - cond_mask)
             if c.predictor_only:
                 return guess_loss
             guess = guess.detach()
