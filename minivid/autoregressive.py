@@ -24,6 +24,12 @@ every token; `Model._generate_diagonal` explains what is approximate about it.
 
 Rollouts past the training window (20 frames) slide it: the oldest frame is dropped and the cache is
 rebuilt from the frames kept.
+
+A guide (optional, `Config.predictor` > 0): a frozen deterministic predictor, taken from a diffusion model
+(`--predictor-from`), guesses the frames a window has yet to make from the frames it opens with; the
+tokenizer's encoder turns each guessed frame into one vector per token, and the position that predicts a
+token reads its cell's vector, through a linear map that starts at zero (`Model.guide`). The guess reads
+only the frames already there, so the model stays causal; a window that slides makes a new guess.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from tqdm.auto import tqdm
 from minivid.metrics import validate_video
 from minivid.models import transformer as tfm
 from minivid.models import vqvae
+from minivid.models.framestack import FrameStackPredictor
 
 DECODINGS = ("sequential", "parallel", "diagonal")
 
@@ -55,6 +62,7 @@ class Config:
     # sampling), at a rate drawn per clip from [0, own_tokens): the errors it will read when it generates
     diagonal_lags: tuple = ()  # training only: diagonal decoding's lags (row_lag 8) to train for, e.g. (32, 16, 8)
     diagonal_rate: float = 0.5  # training only: the share of steps that replay one of them (`diagonal_order`)
+    predictor: int = 0  # 0: none; else the width of a frozen frame-stack predictor whose guess guides the tokens
 
 
 PRESETS = {
@@ -153,6 +161,11 @@ def steps_per_frame(grid: int, row_lag: int) -> int:
     return (grid - 1) * row_lag + grid
 
 
+def _span(guide: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
+    """Positions start..stop-1 of a window's guide (b, tokens, width); None stays None."""
+    return None if guide is None else guide[:, start:stop]
+
+
 def _is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -173,11 +186,19 @@ class Model(torch.nn.Module):
         self.config = config
         self.tokenizer = vqvae.VQVAE(config.tokenizer).requires_grad_(False).eval()
         self.transformer = tfm.VideoTransformer(config.transformer)
+        self.predictor, self.guide_in = None, None
+        if config.predictor:  # frozen: its weights come from a diffusion model (`build`, --predictor-from)
+            self.predictor = FrameStackPredictor(frames=config.transformer.max_frames, width=config.predictor)
+            self.predictor.requires_grad_(False).eval()
+            self.guide_in = torch.nn.Linear(config.tokenizer.code_dim, config.transformer.width, bias=False)
+            torch.nn.init.zeros_(self.guide_in.weight)  # at first the model is the one without a guide
         self._orders = {}  # training on diagonal decoding's order: (source, mask) per shape, see `_training_order`
 
     def train(self, mode: bool = True):
         super().train(mode)
         self.tokenizer.eval()  # frozen: its codebook EMA must not move
+        if self.predictor is not None:
+            self.predictor.eval()
         return self
 
     @property
@@ -193,15 +214,50 @@ class Model(torch.nn.Module):
         start = torch.full_like(tokens[:, :1], self.transformer.start_token)
         return torch.cat([start, tokens[:, :-1]], dim=1)
 
+    def guide(self, frames: torch.Tensor, given: torch.Tensor) -> torch.Tensor | None:
+        """What the transformer adds at every position of a window: (b, t * 64, width); None without a predictor.
+
+        frames (b, t, c, 64, 64) in [0, 1] are read only where `given` (b, t), a prefix of each window. The
+        frozen predictor guesses the frames not given; the tokenizer's encoder turns each guessed frame into
+        the vectors its codebook is matched against, one per token; `guide_in` maps them to the transformer's
+        width. Position p predicts token p, so it gets the vector of token p's cell. Given frames get zeros
+        (their tokens are read, not guessed), and so do clips with nothing given (a guess from nothing is
+        none). Only given frames are read: what the window goes on to draw never changes its guide.
+        """
+        if self.predictor is None:
+            return None
+        b = frames.shape[0]
+        with torch.no_grad():
+            guess = self.predictor(frames * 2 - 1, given).clamp(-1, 1)  # model range, as the encoder reads frames
+            z = F.normalize(self.tokenizer.encoder(rearrange(guess, "b t c h w -> (b t) c h w")), dim=1)
+        wanted = (~given & given.any(1, keepdim=True)).repeat_interleave(self.tokens_per_frame, 1)  # (b, t * 64)
+        return self.guide_in(rearrange(z, "(b t) d gh gw -> b (t gh gw) d", b=b) * wanted[..., None].to(z.dtype))
+
+    def _window_guide(self, grids: list, pixels: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The guide of a window that opens with the token grids `grids` (each (b, gh, gw)) given, padded to the
+        window's length: their frames decoded, or `pixels` (b, len(grids), c, 64, 64) when those are the real ones."""
+        if self.predictor is None or not grids:
+            return None
+        pixels = self.tokenizer.decode(torch.stack(grids, 1)) if pixels is None else pixels
+        b, k, t = pixels.shape[0], pixels.shape[1], self.config.transformer.max_frames
+        given = (torch.arange(t, device=pixels.device) < k).expand(b, t)
+        return self.guide(F.pad(pixels, (0, 0, 0, 0, 0, 0, 0, t - k)), given)
+
     # -- training ----------------------------------------------------------------------------------
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy over every token of the clips (in nats per token)."""
-        tokens = self.sequence(batch[:, : self.config.transformer.max_frames])
+        clips = batch[:, : self.config.transformer.max_frames]
+        tokens = self.sequence(clips)
         inputs = self.shifted(tokens)
+        guide = None
+        if self.predictor is not None:  # each clip's window opens with 0 to all but one of its frames given
+            b, t = clips.shape[:2]
+            given = torch.arange(t, device=clips.device) < torch.randint(0, t, (b, 1), device=clips.device)
+            guide = self.guide(clips, given)
         if self.config.own_tokens > 0:  # parallel scheduled sampling (Duckworth et al. 2019), one pass
             with torch.no_grad():  # the model's own token at every position, drawn given the true past
-                logits = self.transformer(inputs).float()
+                logits = self.transformer(inputs, guide=guide).float()
                 drawn = draw(logits, gumbel_noise(logits.shape, None, logits.device))  # at temperature 1
             inputs = replaced_at_random(inputs, self.shifted(drawn), self.config.own_tokens)
         if self.config.token_noise > 0:  # corrupt some inputs; the targets stay the true tokens
@@ -211,7 +267,7 @@ class Model(torch.nn.Module):
         if self.config.diagonal_lags:  # some steps replay diagonal decoding's order, the others raster order
             source, mask = self._training_order(tokens.shape[1] // self.tokens_per_frame, tokens.device)
             inputs = inputs[:, source + 1]  # inputs[:, q + 1] holds token q; inputs[:, 0] the start token
-        logits = self.transformer(inputs, mask=mask)
+        logits = self.transformer(inputs, mask=mask, guide=guide)
         return F.cross_entropy(rearrange(logits, "b n v -> (b n) v").float(), tokens.flatten())
 
     @torch.compiler.disable
@@ -243,7 +299,9 @@ class Model(torch.nn.Module):
         condition on its own outputs.
         """
         tokens = self.sequence(clips)
-        logits = self.transformer(self.shifted(tokens))
+        b, t = clips.shape[:2]
+        given = (torch.arange(t, device=clips.device) < context).expand(b, t)
+        logits = self.transformer(self.shifted(tokens), guide=self.guide(clips, given))
         guess = rearrange(logits.argmax(-1), "b (t gh gw) -> b t gh gw", t=clips.shape[1], gh=self.tokenizer.grid)
         return self.tokenizer.decode(guess[:, context:])
 
@@ -302,26 +360,31 @@ class Model(torch.nn.Module):
         if decoding == "diagonal":  # frames overlap in time: decoded together, then recorded frame by frame
             knobs = dict(temperature=temperature, top_k=top_k, top_p=top_p)
             made = self._generate_diagonal(frames, b, num_frames, generator, lag, row_lag, greedy, progress, return_trace,
-                                           **knobs)
+                                           context=context.to(device), **knobs)
             for tokens, steps, logits in made:
                 frames.append(tokens.view(b, self.tokenizer.grid, self.tokenizer.grid))
                 if return_trace:
                     self._record(trace, tokens, steps, logits, **knobs)
         else:
             cache, pending = None, None  # keys/values of the window so far, and the input that predicts the next token
+            guide, held = None, None  # the window's guide, made as it opens, and its frames (kept and new)
             for _ in tqdm(range(num_frames), desc="generate", disable=not progress):
                 window = frames[-(c.max_frames - 1):]
                 past = rearrange(torch.stack(window, 1), "b t gh gw -> b (t gh gw)") if window else torch.zeros(b, 0, dtype=torch.long, device=device)
-                if (use_cache or decoding == "parallel") and (cache is None or cache.length + n > c.max_tokens):
-                    cache, pending = self._prefill(past)  # the first frame, or the window slides: read the kept frames once
+                if held is None or held + 1 > c.max_frames:  # the first frame, or the window slides: read the kept frames once
+                    held = len(window)
+                    guide = self._window_guide(window, context.to(device) if len(frames) == t0 else None)
+                    if use_cache or decoding == "parallel":
+                        cache, pending = self._prefill(past)  # the kept frames' guide is zero: they are given
                 gumbel = None if greedy else gumbel_noise((b, n, c.vocab_size), generator, device)  # fixed per position
                 knobs = dict(temperature=temperature, top_k=top_k, top_p=top_p, gumbel=gumbel)
                 if decoding == "parallel":
                     guess = frames[-1].flatten(1) if frames else torch.zeros(b, n, dtype=torch.long, device=device)
-                    tokens, steps, logits = self._frame_parallel(cache, pending, guess, iterations, **knobs)
+                    tokens, steps, logits = self._frame_parallel(cache, pending, guess, iterations, guide, **knobs)
                 else:
-                    tokens, steps, logits = self._frame_sequential(cache if use_cache else None, pending, past, **knobs)
+                    tokens, steps, logits = self._frame_sequential(cache if use_cache else None, pending, past, guide, **knobs)
                 pending = tokens[:, -1:]
+                held += 1
                 frames.append(tokens.view(b, self.tokenizer.grid, self.tokenizer.grid))
                 if return_trace:
                     self._record(trace, tokens, steps, logits, temperature, top_k, top_p)
@@ -342,22 +405,30 @@ class Model(torch.nn.Module):
         filled (the first frame, and each time the window slides). Without the cache: one full pass per
         token. Parallel: up to `iterations` passes per frame and one to store it, plus the window reads.
         Diagonal: one pass per step, (num_frames - 1) * lag + a frame's steps, plus the window reads
-        (the context once, then one each time a frame starts past the window).
+        (the context once, then one each time a frame starts past the window). A model with a predictor
+        calls it once more each time a window opens with a finished frame to guess from.
         """
         c, n = self.config.transformer, self.tokens_per_frame
-        if decoding == "sequential" and not use_cache:
-            return num_frames * n
+        guided = int(self.predictor is not None)
         if decoding == "diagonal":
+            last = diagonal_steps(num_frames, self.tokenizer.grid, lag, row_lag).amax(1)  # each new frame's last step
             steps = (num_frames - 1) * lag + steps_per_frame(self.tokenizer.grid, row_lag)
-            return steps + (1 if num_context else 0) + max(0, num_context + num_frames - c.max_frames)
-        passes, cached, seen = 0, None, num_context
+            passes, window = steps, None
+            for new in range(num_frames):
+                start = num_context + new
+                if window is None or start - window >= c.max_frames:  # a window opens (`_generate_diagonal`)
+                    window = max(0, start - (c.max_frames - 1))
+                    finished = sum(1 for f in range(window, start) if f < num_context or last[f - num_context] < new * lag)
+                    passes += (1 if start > window else 0) + (guided if finished else 0)
+            return passes
+        passes, held, seen = 0, None, num_context
         for _ in range(num_frames):
             window = min(seen, c.max_frames - 1)
-            if cached is None or cached + n > c.max_tokens:
-                passes += 1 if window else 0
-                cached = window * n
+            if held is None or held + 1 > c.max_frames:  # a window opens: read it (with a cache), guess from it
+                passes += (int(use_cache or decoding == "parallel") + guided) if window else 0
+                held = window
             passes += n if decoding == "sequential" else iterations + 1
-            cached += n
+            held += 1
             seen += 1
         return passes
 
@@ -369,20 +440,23 @@ class Model(torch.nn.Module):
         self.transformer(self.shifted(past), cache)
         return cache, past[:, -1:]
 
-    def _frame_sequential(self, cache, pending, past, temperature, top_k, top_p, gumbel):
+    def _frame_sequential(self, cache, pending, past, guide, temperature, top_k, top_p, gumbel):
         """One frame, token by token. Returns tokens (b, n), the grid after each step, and the logits used.
 
         With a cache only the new position goes through the network; without one (cache None) every
-        token is a full pass over the window so far, which is what the cache saves.
+        token is a full pass over the window so far, which is what the cache saves. `guide`: the window's
+        (b, window tokens, width), or None.
         """
         b, n = past.shape[0], self.tokens_per_frame
         tokens = past.new_zeros(b, 0)
         steps, used = [], []
         for i in range(n):
+            at = past.shape[1] + i  # the position that predicts this token
             if cache is not None:
-                logits = self.transformer(pending, cache)[:, -1]
+                logits = self.transformer(pending, cache, guide=_span(guide, at, at + 1))[:, -1]
             else:
-                logits = self.transformer(self.shifted(torch.cat([past, tokens, tokens.new_zeros(b, 1)], 1)))[:, -1]
+                inputs = self.shifted(torch.cat([past, tokens, tokens.new_zeros(b, 1)], 1))
+                logits = self.transformer(inputs, guide=_span(guide, 0, at + 1))[:, -1]
             token = draw(filter_logits(logits, temperature, top_k, top_p), None if gumbel is None else gumbel[:, i])  # (b,)
             tokens = torch.cat([tokens, token[:, None]], dim=1)
             pending = token[:, None]
@@ -390,21 +464,22 @@ class Model(torch.nn.Module):
             steps.append(self._partial_grid(tokens))
         return tokens, steps, torch.stack(used, 1)
 
-    def _frame_parallel(self, cache, pending, guess, iterations, temperature, top_k, top_p, gumbel):
+    def _frame_parallel(self, cache, pending, guess, iterations, guide, temperature, top_k, top_p, gumbel):
         """One frame by Jacobi iterations: every position redrawn at once from the current guess."""
         b = pending.shape[0]
         prefix = cache.length
+        guide = _span(guide, prefix, prefix + self.tokens_per_frame)
         steps = []
         for _ in range(iterations):
             cache.length = prefix  # overwrite the frame's positions with this iteration's
-            logits = self.transformer(torch.cat([pending, guess[:, :-1]], 1), cache)  # (b, n, vocab)
+            logits = self.transformer(torch.cat([pending, guess[:, :-1]], 1), cache, guide=guide)  # (b, n, vocab)
             new = draw(filter_logits(logits, temperature, top_k, top_p), gumbel)
             steps.append(new.view(b, self.tokenizer.grid, -1))
             if torch.equal(new, guess):  # a fixed point: what sequential decoding gives; the cache already matches it
                 return guess, steps, logits
             guess = new
         cache.length = prefix  # not settled: store the keys and values of the tokens kept
-        self.transformer(torch.cat([pending, guess[:, :-1]], 1), cache)
+        self.transformer(torch.cat([pending, guess[:, :-1]], 1), cache, guide=guide)
         return guess, steps, logits
 
     def _check_diagonal(self, num_context, num_frames, lag, row_lag):
@@ -423,7 +498,7 @@ class Model(torch.nn.Module):
                              f"lag >= {(span - 1) // c.max_frames + 1}, or roll out at most {c.max_frames}")
 
     def _generate_diagonal(self, frames, batch, num_frames, generator, lag, row_lag, greedy, progress, keep_trace,
-                           temperature, top_k, top_p):
+                           temperature, top_k, top_p, context=None):
         """Diagonal decoding: every token drawn once, all the tokens of one spatio-temporal diagonal in one pass.
 
         Which tokens share a pass: at step s, each frame f in flight draws its tokens with
@@ -442,6 +517,8 @@ class Model(torch.nn.Module):
         order; where that one is not drawn yet (the first token of a frame, or of a row when row_lag < 8),
         the newest token drawn at that cell in an earlier frame stands in: consecutive frames are alike,
         which is the bet the method makes. The smaller the lag, the fewer passes and the more is missing.
+        With a predictor, each window's guide is guessed from the frames finished when it opens (`context`,
+        the real frames, for the first; else decoded), so frames still in flight at a slide read the new guess.
 
         Returns, per generated frame: its tokens (b, n), its grid after each step that drew some of it
         (-1 where not drawn yet) and the logits its tokens were drawn from (b, n, vocab); the last two
@@ -461,18 +538,19 @@ class Model(torch.nn.Module):
         noise = {}  # Gumbel noise of each frame in flight, drawn as it starts: in frame order, as sequential decoding does
         steps = [[] for _ in range(num_frames)]
         used = torch.zeros(batch, num_frames, n, c.vocab_size, device=device) if keep_trace else None
-        window, cache = 0, None  # the first frame the cache's positions count from, and the cache
+        window, cache, guide = 0, None, None  # the first frame the cache's positions count from, the cache, the guide
         for step in tqdm(range(int(step_of.max()) + 1), desc="generate", disable=not progress):
             if step % lag == 0 and step // lag < num_frames:  # a frame starts
                 start = t0 + step // lag
                 noise[start] = None if greedy else gumbel_noise((batch, n, c.vocab_size), generator, device)
                 if cache is None or start - window >= c.max_frames:  # the first step, or the window slides
                     window = max(0, start - (c.max_frames - 1))
-                    cache = self._diagonal_cache(tokens, drawn, newest, window, start)
+                    cache, guide = self._diagonal_cache(tokens, drawn, newest, window, start, context if start == t0 else None)
             frame, cell = (step_of == step).nonzero(as_tuple=True)  # this step's tokens, in raster order
             frame = frame + t0
             inputs = self._diagonal_inputs(tokens, drawn, newest, frame, cell, window)  # (b, k)
-            logits = self.transformer(inputs, cache, (frame - window) * n + cell)  # (b, k, vocab)
+            at = (frame - window) * n + cell
+            logits = self.transformer(inputs, cache, at, guide=None if guide is None else guide[:, at])  # (b, k, vocab)
             pairs = zip(frame.tolist(), cell.tolist())
             gumbel = None if greedy else torch.stack([noise[f][:, i] for f, i in pairs], 1)  # (b, k, vocab)
             new = draw(filter_logits(logits, temperature, top_k, top_p), gumbel)  # (b, k)
@@ -496,15 +574,21 @@ class Model(torch.nn.Module):
         inputs = torch.where(drawn[frame_before, cell_before], tokens[:, frame_before, cell_before], newest[:, cell_before])
         return inputs.masked_fill((frame - window) * n + cell == 0, self.transformer.start_token)  # the window opens with it
 
-    def _diagonal_cache(self, tokens, drawn, newest, window, start):
-        """A fresh cache holding every token drawn so far in frames window..start-1, in raster order (one pass, if any)."""
+    def _diagonal_cache(self, tokens, drawn, newest, window, start, context=None):
+        """A fresh cache holding every token drawn so far in frames window..start-1, in raster order (one pass, if any),
+        and the window's guide (or None), guessed from its finished frames: `context` if given, else decoded."""
         cache = self.transformer.new_cache(tokens.shape[0])
+        finished = drawn[window:start].all(1)
+        done = int(finished.cumprod(0).sum())  # frames finish in order: the finished ones open the window
+        grids = [tokens[:, f].view(-1, self.tokenizer.grid, self.tokenizer.grid) for f in range(window, window + done)]
+        guide = self._window_guide(grids, context if context is not None and context.shape[1] == done else None)
         frame, cell = drawn[window:start].nonzero(as_tuple=True)
         if len(frame):
             frame = frame + window
             positions = (frame - window) * self.tokens_per_frame + cell
-            self.transformer(self._diagonal_inputs(tokens, drawn, newest, frame, cell, window), cache, positions)
-        return cache
+            self.transformer(self._diagonal_inputs(tokens, drawn, newest, frame, cell, window), cache, positions,
+                             guide=None if guide is None else guide[:, positions])
+        return cache, guide
 
     def _record(self, trace, tokens, steps, logits, temperature, top_k, top_p):
         """Add one generated frame to the trace: its steps, and the entropy and probability of each chosen token."""
@@ -534,7 +618,11 @@ def from_tokenizer(tokenizer: vqvae.VQVAE, transformer_config: tfm.Config) -> Mo
 
 
 def build(preset: str, args=None) -> Model:
-    """`minivid train autoregressive --preset P [--init TOKENIZER.pt]`: the tokenizer defaults to the shipped one."""
+    """`minivid train autoregressive --preset P [--init TOKENIZER.pt]`: the tokenizer defaults to the shipped one.
+
+    `--set predictor=W --predictor-from FILE` adds a guide (see `Model.guide`): the predictor of a diffusion or
+    hybrid export of that width, frozen; the model it is added to starts unchanged.
+    """
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} for autoregressive; expected one of {sorted(PRESETS)}")
     from minivid import checkpoints
@@ -562,8 +650,34 @@ def build(preset: str, args=None) -> Model:
     elif "diagonal_rate" in rates and not model.config.diagonal_lags:
         raise ValueError("--diagonal-rate is the share of steps on a diagonal order: give the lags too, "
                          "e.g. --diagonal-lags 32,16,8")
-    model.config = dataclasses.replace(model.config, **rates)
+    from minivid.families import with_overrides
+
+    config = with_overrides(dataclasses.replace(model.config, **rates), args)
+    source = getattr(args, "predictor_from", None) if args is not None else None
+    if source and not config.predictor:
+        raise ValueError(f"--predictor-from gives the model a guide: add --set predictor=W, W the width of {source}'s predictor")
+    if config.predictor != model.config.predictor:
+        if model.config.predictor:
+            raise ValueError(f"this model has a predictor of width {model.config.predictor}; continue it with "
+                             f"--set predictor={model.config.predictor}")
+        if not source:
+            raise ValueError("the autoregressive model does not train its predictor: take a trained one with "
+                             "--predictor-from FILE (a diffusion or hybrid export whose predictor has that width)")
+        model = with_guide(model, config.predictor)
+    model.config = config
+    if source:
+        from minivid.video_diffusion import take_predictor
+
+        take_predictor(model, source)
     return model
+
+
+def with_guide(model: Model, width: int) -> Model:
+    """`model` with a predictor of `width` (untrained: load one) and a zero guide, so it starts as `model`."""
+    grown = Model(dataclasses.replace(model.config, predictor=width))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith(("predictor.", "guide_in.")) for k in missing), (missing, unexpected)
+    return grown.train(model.training)
 
 
 def from_config(config: dict) -> Model:
@@ -571,7 +685,8 @@ def from_config(config: dict) -> Model:
     return Model(Config(vqvae.Config(**config["tokenizer"]), tfm.Config(**config["transformer"]),
                         token_noise=config.get("token_noise", 0.0), own_tokens=config.get("own_tokens", 0.0),
                         diagonal_lags=tuple(config.get("diagonal_lags", ())),
-                        diagonal_rate=config.get("diagonal_rate", Config.diagonal_rate)))
+                        diagonal_rate=config.get("diagonal_rate", Config.diagonal_rate),
+                        predictor=config.get("predictor", 0)))
 
 
 def parse_lags(text: str, tokens_per_frame: int) -> tuple:

@@ -113,8 +113,9 @@ def default_train_cli(family: Family, args) -> int:
     mod = family.load()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     preset = args.preset or family.default_preset
-    if getattr(args, "predictor_from", None) and family.name not in ("diffusion", "hybrid"):
-        raise ValueError(f"--predictor-from is for diffusion and hybrid models with a predictor, not {family.name}")
+    if getattr(args, "predictor_from", None) and family.name not in ("diffusion", "hybrid", "autoregressive"):
+        raise ValueError(f"--predictor-from is for diffusion, hybrid and autoregressive models with a predictor, "
+                         f"not {family.name}")
     model = family.build(preset, args)
     make_batch = getattr(mod, "make_batch", None) or data.training_batch
     if getattr(args, "speed", None) is not None:

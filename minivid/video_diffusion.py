@@ -311,6 +311,9 @@ def take_predictor(model, source, name: str | None = None):
         raise ValueError(f"--predictor-from needs a diffusion or hybrid export whose predictor matches this run's "
                          f"(predictor={mine[0]}, predictor_net={mine[1]!r}); {name} is a "
                          f"{getattr(other, 'family', None)!r} model with predictor={theirs[0]}, predictor_net={theirs[1]!r}")
+    frames = [getattr(net, "frames", None) for net in (model.predictor, other.predictor)]
+    if frames[0] != frames[1]:
+        raise ValueError(f"--predictor-from needs a predictor over this run's {frames[0]} frames; {name}'s sees {frames[1]}")
     model.predictor.load_state_dict(other.predictor.state_dict())
     return model
 

@@ -155,14 +155,15 @@ class VideoTransformer(nn.Module):
         return self.frame_pos(frame) + self.row_pos(cell // self.config.grid) + self.col_pos(cell % self.config.grid)
 
     def forward(self, inputs: torch.Tensor, cache: KVCache | None = None, positions: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, guide: torch.Tensor | None = None) -> torch.Tensor:
         """inputs (b, n) token ids (the start token allowed) -> logits (b, n, vocab_size).
 
         Without a cache the positions are 0..n-1; with one they continue from `cache.length`. A sampler
         that writes out of raster order passes `positions` (n,), the sequence position of each input;
         each input then attends to the inputs and cached slots at positions <= its own. A full pass may
         instead give its own attention rule, `mask` (n, n), True where a position may attend (training on
-        diagonal decoding's order: `autoregressive.diagonal_order`).
+        diagonal decoding's order: `autoregressive.diagonal_order`). `guide` (b, n, width), if given, is added to
+        the inputs' embeddings: a hint about the token each position predicts (`autoregressive.Model.guide`).
         """
         start, n = (cache.length if cache is not None else 0), inputs.shape[1]
         if start + n > self.config.max_tokens:
@@ -181,6 +182,8 @@ class VideoTransformer(nn.Module):
             keys = positions if cache is None else torch.cat([cache.positions[:start], positions])
             mask = keys[None, :] <= positions[:, None]  # (n, start + n)
         x = self.tokens(inputs) + self.embed_positions(positions)  # (b, n, width)
+        if guide is not None:
+            x = x + guide
         for block in self.blocks:
             x = block(x, cache, mask)
         if cache is not None:
