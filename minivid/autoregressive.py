@@ -63,6 +63,7 @@ class Config:
     diagonal_lags: tuple = ()  # training only: diagonal decoding's lags (row_lag 8) to train for, e.g. (32, 16, 8)
     diagonal_rate: float = 0.5  # training only: the share of steps that replay one of them (`diagonal_order`)
     predictor: int = 0  # 0: none; else the width of a frozen frame-stack predictor whose guess guides the tokens
+    predictor_context: int = 10  # the most given frames it reads, the latest: its source's max_context (`build`)
 
 
 PRESETS = {
@@ -166,6 +167,11 @@ def _span(guide: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | N
     return None if guide is None else guide[:, start:stop]
 
 
+def _frame_index(index: torch.Tensor, shape) -> torch.Tensor:
+    """Frame numbers (b, t), kept in range, as an index for `gather` along the frames of a (b, t, c, h, w) tensor."""
+    return index.clamp(0, shape[1] - 1)[:, :, None, None, None].expand(shape)
+
+
 def _is_integer(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -218,7 +224,8 @@ class Model(torch.nn.Module):
         """What the transformer adds at every position of a window: (b, t * 64, width); None without a predictor.
 
         frames (b, t, c, 64, 64) in [0, 1] are read only where `given` (b, t), a prefix of each window. The
-        frozen predictor guesses the frames not given; the tokenizer's encoder turns each guessed frame into
+        frozen predictor guesses the frames not given from the latest `predictor_context` given ones at most
+        (moved to its first slots: it was trained on contexts that long); the tokenizer's encoder turns each guessed frame into
         the vectors its codebook is matched against, one per token; `guide_in` maps them to the transformer's
         width. Position p predicts token p, so it gets the vector of token p's cell. Given frames get zeros
         (their tokens are read, not guessed), and so do clips with nothing given (a guess from nothing is
@@ -226,10 +233,15 @@ class Model(torch.nn.Module):
         """
         if self.predictor is None:
             return None
-        b = frames.shape[0]
+        b, t = given.shape
         with torch.no_grad():
-            guess = self.predictor(frames * 2 - 1, given).clamp(-1, 1)  # model range, as the encoder reads frames
-            z = F.normalize(self.tokenizer.encoder(rearrange(guess, "b t c h w -> (b t) c h w")), dim=1)
+            slots = torch.arange(t, device=frames.device)[None]  # (1, t)
+            count = given.sum(1, keepdim=True)  # (b, 1): frames given
+            skip = (count - self.config.predictor_context).clamp(min=0)  # the older ones it does not read
+            read = frames.gather(1, _frame_index(skip + slots, frames.shape))  # slot s reads window frame skip + s
+            guess = self.predictor(read * 2 - 1, slots < count - skip).clamp(-1, 1)  # model range, as the encoder reads
+            guess = guess.gather(1, _frame_index(slots - skip, guess.shape))  # window frame f is slot f - skip's guess
+            z = F.normalize(self.tokenizer.encoder(rearrange(guess, "b t c h w -> (b t) c h w")).float(), dim=1)
         wanted = (~given & given.any(1, keepdim=True)).repeat_interleave(self.tokens_per_frame, 1)  # (b, t * 64)
         return self.guide_in(rearrange(z, "(b t) d gh gw -> b (t gh gw) d", b=b) * wanted[..., None].to(z.dtype))
 
@@ -250,11 +262,12 @@ class Model(torch.nn.Module):
         clips = batch[:, : self.config.transformer.max_frames]
         tokens = self.sequence(clips)
         inputs = self.shifted(tokens)
+        source, mask, context = self._training_order(tokens.shape[1] // self.tokens_per_frame, tokens.device)
         guide = None
-        if self.predictor is not None:  # each clip's window opens with 0 to all but one of its frames given
-            b, t = clips.shape[:2]
-            given = torch.arange(t, device=clips.device) < torch.randint(0, t, (b, 1), device=clips.device)
-            guide = self.guide(clips, given)
+        if self.predictor is not None:  # each clip's window opens with 0 to all but one of its frames given,
+            b, t = clips.shape[:2]  # or, on diagonal decoding's order, with that order's context, as in generating
+            count = torch.randint(0, t, (b, 1), device=clips.device) if context is None else context
+            guide = self.guide(clips, (torch.arange(t, device=clips.device) < count).expand(b, t))
         if self.config.own_tokens > 0:  # parallel scheduled sampling (Duckworth et al. 2019), one pass
             with torch.no_grad():  # the model's own token at every position, drawn given the true past
                 logits = self.transformer(inputs, guide=guide).float()
@@ -263,32 +276,31 @@ class Model(torch.nn.Module):
         if self.config.token_noise > 0:  # corrupt some inputs; the targets stay the true tokens
             noise = torch.randint_like(inputs, self.config.transformer.vocab_size)
             inputs = replaced_at_random(inputs, noise, self.config.token_noise)
-        mask = None
-        if self.config.diagonal_lags:  # some steps replay diagonal decoding's order, the others raster order
-            source, mask = self._training_order(tokens.shape[1] // self.tokens_per_frame, tokens.device)
+        if source is not None:  # this step replays diagonal decoding's order (`Config.diagonal_lags`)
             inputs = inputs[:, source + 1]  # inputs[:, q + 1] holds token q; inputs[:, 0] the start token
         logits = self.transformer(inputs, mask=mask, guide=guide)
         return F.cross_entropy(rearrange(logits, "b n v -> (b n) v").float(), tokens.flatten())
 
     @torch.compiler.disable
-    def _training_order(self, frames: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """One training step's (source, mask), see `diagonal_order`: at `diagonal_rate`, diagonal decoding at one of
-        `diagonal_lags` (rows in raster order, row_lag 8) after a context of 0 to frames - 1 frames, else raster
-        order (source p - 1, a causal mask).
+    def _training_order(self, frames: int, device) -> tuple:
+        """One training step's (source, mask, context), see `diagonal_order`: at `diagonal_rate`, diagonal decoding
+        at one of `diagonal_lags` (rows in raster order, row_lag 8) after a context of 0 to frames - 1 frames, else
+        raster order: (None, None, None), the plain causal pass (also without `diagonal_lags`).
 
         Drawn from torch's CPU generator outside any compiled graph, which then sees two tensors of one
         shape whatever was drawn; each order is built once and kept on the device.
         """
         c, n = self.config, self.tokens_per_frame
-        if float(torch.rand(())) < c.diagonal_rate:
-            lag, context = c.diagonal_lags[int(torch.randint(len(c.diagonal_lags), ()))], int(torch.randint(0, frames, ()))
-        else:
-            lag, context = n, 1  # lag = a frame's tokens is raster order, whatever the context
+        if not c.diagonal_lags or float(torch.rand(())) >= c.diagonal_rate:
+            return None, None, None
+        lag, context = c.diagonal_lags[int(torch.randint(len(c.diagonal_lags), ()))], int(torch.randint(0, frames, ()))
+        if lag == n:  # a frame's tokens: raster order, whatever the context
+            return None, None, None
         key = (context, frames, lag, str(device))
         if key not in self._orders:
             source, mask = diagonal_order(context, frames - context, self.tokenizer.grid, lag)
             self._orders[key] = (source.to(device), mask.to(device))
-        return self._orders[key]
+        return *self._orders[key], context
 
     @torch.no_grad()
     def teacher_forced(self, clips: torch.Tensor, context: int = 10) -> torch.Tensor:
@@ -652,6 +664,10 @@ def build(preset: str, args=None) -> Model:
                          "e.g. --diagonal-lags 32,16,8")
     from minivid.families import with_overrides
 
+    asked = [pair.partition("=")[0] for pair in (getattr(args, "set", None) or [])]
+    if any(name != "predictor" for name in asked):
+        raise ValueError(f"the autoregressive model takes --set predictor=W only, got {asked}; its training options "
+                         "have flags of their own (--token-noise, --own-tokens, --diagonal-lags, --diagonal-rate)")
     config = with_overrides(dataclasses.replace(model.config, **rates), args)
     source = getattr(args, "predictor_from", None) if args is not None else None
     if source and not config.predictor:
@@ -668,7 +684,10 @@ def build(preset: str, args=None) -> Model:
     if source:
         from minivid.video_diffusion import take_predictor
 
-        take_predictor(model, source)
+        other = checkpoints.resolve(source)
+        take_predictor(model, other, source)
+        context = getattr(other.config, "max_context", config.predictor_context)  # the contexts it was trained on
+        model.config = dataclasses.replace(config, predictor_context=context)
     return model
 
 
@@ -686,7 +705,8 @@ def from_config(config: dict) -> Model:
                         token_noise=config.get("token_noise", 0.0), own_tokens=config.get("own_tokens", 0.0),
                         diagonal_lags=tuple(config.get("diagonal_lags", ())),
                         diagonal_rate=config.get("diagonal_rate", Config.diagonal_rate),
-                        predictor=config.get("predictor", 0)))
+                        predictor=config.get("predictor", 0),
+                        predictor_context=config.get("predictor_context", Config.predictor_context)))
 
 
 def parse_lags(text: str, tokens_per_frame: int) -> tuple:

@@ -62,9 +62,9 @@ def _add_family_commands(sub):
     p.add_argument("--init", default=None, help="family-specific initialisation: a checkpoint file to start from, "
                    "or pretrained:NAME for a shipped model (e.g. hybrid from pretrained:diffusion)")
     p.add_argument("--predictor-from", default=None, metavar="FILE",
-                   help="diffusion or hybrid with a predictor only: take the predictor's weights from this export "
-                        "(e.g. one trained alone with --set predictor_only=True, or a diffusion model's for the "
-                        "hybrid), the rest from --init")
+                   help="diffusion, hybrid or autoregressive with a predictor only: take the predictor's weights from "
+                        "this export (e.g. one trained alone with --set predictor_only=True, or a diffusion model's for "
+                        "the hybrid or the token model's guide), the rest from --init")
     p.add_argument("--teacher", default=None, help="student only: the diffusion model to distil, a file or "
                    "pretrained:NAME (default pretrained:diffusion)")
     p.add_argument("--noise", default=None, choices=["nondecreasing", "independent"],
@@ -83,7 +83,8 @@ def _add_family_commands(sub):
                    help="autoregressive only: the share of training steps on a diagonal order (default 0.5)")
     p.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
                    help="diffusion, hybrid, dit and judge: change a field of the preset's Config, e.g. --set "
-                        "spacetime=True (repeatable; continuing from weights without the new layers adds them at zero)")
+                        "spacetime=True (repeatable; continuing from weights without the new layers adds them at zero); "
+                        "autoregressive: predictor=W only (a guide, with --predictor-from)")
     p.add_argument("--export", default=None, help="after training, write a shippable weights file here")
     p.set_defaults(func=_run_train)
 

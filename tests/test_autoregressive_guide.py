@@ -2,6 +2,7 @@
 positions that predict their tokens. It starts at zero, reads only given frames, every decoder agrees with it, the
 counts include the predictor, and `build` takes the predictor from a diffusion export."""
 
+import dataclasses
 import warnings
 from argparse import Namespace
 
@@ -63,6 +64,43 @@ def test_the_guide_reads_only_given_frames(guided):
     assert not guided.guide(clips, torch.zeros(2, 4, dtype=torch.bool)).any()  # nothing given: no guess
 
 
+def test_the_predictor_reads_at_most_its_context_the_latest_frames(guided):
+    clips = data.standard_test_set(2)[:, :4]
+    short = ar.Model(dataclasses.replace(guided.config, predictor_context=2)).eval()
+    short.load_state_dict(guided.state_dict())
+    given = (torch.arange(4) < 3).expand(2, 4)
+    guide = short.guide(clips, given)
+    changed = clips.clone()
+    changed[:, 0] = 0  # older than the two it reads
+    assert torch.equal(short.guide(changed, given), guide)
+    # the same as giving the two latest frames at the window's start: frame 3 here is frame 2 there
+    moved = short.guide(torch.cat([clips[:, 1:], clips[:, :1]], 1), (torch.arange(4) < 2).expand(2, 4))
+    torch.testing.assert_close(guide[:, 3 * 64:], moved[:, 2 * 64 : 3 * 64])
+    assert not torch.allclose(guided.guide(clips, given), guide)  # the full context reads frame 0 too
+
+
+def test_generating_reads_the_guide_that_training_gives(guided):
+    """The draws of `generate` come from the logits of one teacher-forced pass over what it drew, with the guide
+    `loss` computes for a window opening with the context: generation and training align the guide alike."""
+    ctx = data.standard_test_set(2)[:, :2]
+    with torch.no_grad():
+        _, trace = guided.generate(ctx, 2, seed=5, progress=False, return_trace=True)
+        tokens = torch.cat([guided.sequence(ctx), trace["tokens"].flatten(1)], 1)
+        pixels = torch.cat([ctx, torch.zeros_like(ctx)], 1)
+        guide = guided.guide(pixels, (torch.arange(4) < 2).expand(2, 4))
+        probs = guided.transformer(guided.shifted(tokens), guide=guide)[:, 128:].softmax(-1)
+    chosen = probs.gather(-1, trace["tokens"].flatten(1)[..., None])[..., 0]
+    torch.testing.assert_close(chosen, trace["prob"].flatten(1), atol=1e-5, rtol=1e-4)
+
+
+def test_loss_with_a_guide_on_every_training_order(guided):
+    clips = data.standard_test_set(2)[:, :4]
+    for config in (dict(diagonal_lags=(8,), diagonal_rate=1.0), dict(own_tokens=0.5, token_noise=0.2)):
+        model = ar.Model(dataclasses.replace(guided.config, **config)).train()
+        model.load_state_dict(guided.state_dict())
+        assert all(torch.isfinite(model.loss(clips)) for _ in range(4))
+
+
 @pytest.mark.parametrize("num_context, num_frames", [(2, 2), (1, 5), (0, 5)])  # (1, 5) and (0, 5) slide the window
 def test_every_decoder_agrees_with_a_guide(guided, num_context, num_frames):
     ctx = data.standard_test_set(2)[:, :num_context]
@@ -121,6 +159,7 @@ def test_build_takes_a_diffusion_models_predictor(tmp_path):
     taken = checkpoints.load(tmp_path / "video.pt").predictor.state_dict()
     assert all(torch.equal(v, taken[k]) for k, v in model.predictor.state_dict().items())
     assert model.config.predictor == 8 and not model.guide_in.weight.any()
+    assert model.config.predictor_context == video.config.max_context  # the contexts its predictor was trained on
     checkpoints.export(model, "autoregressive", tmp_path / "guided.pt", preset=None)  # it saves and loads whole
     loaded = checkpoints.load(tmp_path / "guided.pt")
     assert loaded.config == model.config and loaded.predictor is not None
@@ -132,6 +171,8 @@ def test_build_takes_a_diffusion_models_predictor(tmp_path):
         ar.build("small", Namespace(init=str(tmp_path / "ar.pt"), set=None, predictor_from=str(tmp_path / "video.pt")))
     with pytest.raises(ValueError, match=r"--predictor-from needs a diffusion or hybrid export .*\(predictor=16"):
         ar.build("small", Namespace(init=str(tmp_path / "ar.pt"), set=["predictor=16"], predictor_from=str(tmp_path / "video.pt")))
+    with pytest.raises(ValueError, match="takes --set predictor=W only"):
+        ar.build("small", Namespace(init=str(tmp_path / "ar.pt"), set=["token_noise=0.5"], predictor_from=None))
     with pytest.raises(ValueError, match="continue it with --set predictor=8"):
         ar.build("small", Namespace(init=str(tmp_path / "guided.pt"), set=["predictor=16"], predictor_from=None))
     long = video_diffusion.Model(video_diffusion.Config(**{**video_diffusion.PRESETS["nano"].__dict__,
