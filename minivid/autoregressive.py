@@ -225,9 +225,9 @@ class Model(torch.nn.Module):
 
         frames (b, t, c, 64, 64) in [0, 1] are read only where `given` (b, t), a prefix of each window. The
         frozen predictor guesses the frames not given from the latest `predictor_context` given ones at most
-        (moved to its first slots: it was trained on contexts that long); the tokenizer's encoder turns each guessed frame into
-        the vectors its codebook is matched against, one per token; `guide_in` maps them to the transformer's
-        width. Position p predicts token p, so it gets the vector of token p's cell. Given frames get zeros
+        (moved to its first slots: it was trained on contexts that long); the tokenizer's encoder turns each
+        guessed frame into the vectors its codebook is matched against, one per token; `guide_in` maps them to
+        the transformer's width. Position p predicts token p, so it gets the vector of token p's cell. Given frames get zeros
         (their tokens are read, not guessed), and so do clips with nothing given (a guess from nothing is
         none). Only given frames are read: what the window goes on to draw never changes its guide.
         """
