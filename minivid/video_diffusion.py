@@ -298,8 +298,9 @@ def predictor_kind(config) -> tuple:
 
 
 def take_predictor(model, source, name: str | None = None):
-    """Load into `model` (diffusion or hybrid) the predictor of `source`: a model, or a file / pretrained:NAME
-    of a diffusion or hybrid export whose predictor has the same width and network."""
+    """Load into `model` (diffusion, hybrid, or the autoregressive model's guide) the predictor of `source`: a
+    model, or a file / pretrained:NAME of a diffusion or hybrid export whose predictor has the same width, network
+    and number of frames."""
     from minivid import checkpoints
 
     other = checkpoints.resolve(source) if isinstance(source, str) else source
