@@ -233,17 +233,35 @@ class Model(torch.nn.Module):
         """
         if self.predictor is None:
             return None
-        b, t = given.shape
+        b = given.shape[0]
         with torch.no_grad():
-            slots = torch.arange(t, device=frames.device)[None]  # (1, t)
-            count = given.sum(1, keepdim=True)  # (b, 1): frames given
-            skip = (count - self.config.predictor_context).clamp(min=0)  # the older ones it does not read
-            read = frames.gather(1, _frame_index(skip + slots, frames.shape))  # slot s reads window frame skip + s
-            guess = self.predictor(read * 2 - 1, slots < count - skip).clamp(-1, 1)  # model range, as the encoder reads
-            guess = guess.gather(1, _frame_index(slots - skip, guess.shape))  # window frame f is slot f - skip's guess
+            guess = self._guess(frames, given)
             z = F.normalize(self.tokenizer.encoder(rearrange(guess, "b t c h w -> (b t) c h w")).float(), dim=1)
         wanted = (~given & given.any(1, keepdim=True)).repeat_interleave(self.tokens_per_frame, 1)  # (b, t * 64)
         return self.guide_in(rearrange(z, "(b t) d gh gw -> b (t gh gw) d", b=b) * wanted[..., None].to(z.dtype))
+
+    def guess(self, frames: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+        """The frozen predictor's guess of the frames of a window, (b, t, c, 64, 64) in [0, 1]: what `guide` encodes.
+
+        As `guide` reads them: frames (b, t, c, 64, 64) in [0, 1], read only where `given` (b, t), a prefix of each
+        window (the latest `predictor_context` at most). Only the frames not given are guesses (the guide uses no
+        others). A model without a predictor has no guess.
+        """
+        if self.predictor is None:
+            raise ValueError("this autoregressive model has no predictor, so no guess: grow one with "
+                             "`minivid train autoregressive --set predictor=W --predictor-from FILE`")
+        with torch.no_grad():
+            return (self._guess(frames, given) + 1) / 2
+
+    def _guess(self, frames: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+        """`guess` in the model range [-1, 1], as the tokenizer's encoder reads it."""
+        t = given.shape[1]
+        slots = torch.arange(t, device=frames.device)[None]  # (1, t)
+        count = given.sum(1, keepdim=True)  # (b, 1): frames given
+        skip = (count - self.config.predictor_context).clamp(min=0)  # the older ones it does not read
+        read = frames.gather(1, _frame_index(skip + slots, frames.shape))  # slot s reads window frame skip + s
+        guess = self.predictor(read * 2 - 1, slots < count - skip).clamp(-1, 1)
+        return guess.gather(1, _frame_index(slots - skip, guess.shape))  # window frame f is slot f - skip's guess
 
     def _window_guide(self, grids: list, pixels: torch.Tensor | None = None) -> torch.Tensor | None:
         """The guide of a window that opens with the token grids `grids` (each (b, gh, gw)) given, padded to the

@@ -64,6 +64,22 @@ def test_the_guide_reads_only_given_frames(guided):
     assert not guided.guide(clips, torch.zeros(2, 4, dtype=torch.bool)).any()  # nothing given: no guess
 
 
+def test_the_guess_is_what_the_guide_encodes(guided):
+    clips = data.standard_test_set(2)[:, :4]
+    given = (torch.arange(4) < 2).expand(2, 4)
+    guess = guided.guess(clips, given)
+    assert guess.shape == clips.shape and guess.min() >= 0 and guess.max() <= 1
+    changed = clips.clone()
+    changed[:, 2:] = torch.rand_like(changed[:, 2:])  # the frames to come are not read
+    assert torch.equal(guided.guess(changed, given), guess)
+    with torch.no_grad():
+        z = torch.nn.functional.normalize(guided.tokenizer.encoder((guess[:, 2:] * 2 - 1).flatten(0, 1)), dim=1)
+        expected = guided.guide_in(z.view(2, 2, -1, 64).transpose(2, 3).flatten(1, 2))
+    torch.testing.assert_close(guided.guide(clips, given)[:, 128:], expected, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="no predictor"):
+        plain().guess(clips, given)
+
+
 def test_the_predictor_reads_at_most_its_context_the_latest_frames(guided):
     clips = data.standard_test_set(2)[:, :4]
     short = ar.Model(dataclasses.replace(guided.config, predictor_context=2)).eval()

@@ -89,3 +89,22 @@ def test_widget_callbacks():
     assert "press Roll out" in ex.status.value and ex.is_stale()
     ex.temperature.value = 1.0  # cached: redrawn at once
     assert ex.state.runs == 2 and "cached" in ex.status.value and not ex.is_stale()
+
+
+def test_the_rollout_benchmark_runs_the_methods_asked_for(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_rollouts.py"
+    wrong = subprocess.run([sys.executable, str(script), "--methods", "nope"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "--methods takes names from autoregressive, diffusion, hybrid" in wrong.stderr
+    out = tmp_path / "rollouts.json"
+    done = subprocess.run([sys.executable, str(script), "--methods", "autoregressive", "--clips", "1", "--horizon", "12",
+                           "--json", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())
+    assert list(rows) == ["copy last frame", "black frames", "autoregressive"]
+    assert len(rows["autoregressive"]["mse"]) == 12 and all(m >= 0 for m in rows["autoregressive"]["mse"])
+    assert rows["black frames"]["ink_ratio"] == [0.0] * 12
