@@ -28,8 +28,9 @@ rebuilt from the frames kept.
 A guide (optional, `Config.predictor` > 0): a frozen deterministic predictor, taken from a diffusion model
 (`--predictor-from`), guesses the frames a window has yet to make from the frames it opens with; the
 tokenizer's encoder turns each guessed frame into one vector per token, and the position that predicts a
-token reads its cell's vector, through a linear map that starts at zero (`Model.guide`). The guess reads
-only the frames already there, so the model stays causal; a window that slides makes a new guess.
+token reads its cell's vector, through a linear map that starts at zero (`Model.guide`; `Model.guess` shows the
+guessed frames). The guess reads only the frames already there, so the model stays causal; a window that slides
+makes a new guess.
 """
 
 from __future__ import annotations
@@ -241,17 +242,23 @@ class Model(torch.nn.Module):
         return self.guide_in(rearrange(z, "(b t) d gh gw -> b (t gh gw) d", b=b) * wanted[..., None].to(z.dtype))
 
     def guess(self, frames: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
-        """The frozen predictor's guess of the frames of a window, (b, t, c, 64, 64) in [0, 1]: what `guide` encodes.
+        """The frozen predictor's guess of a window's frames, (b, t, c, 64, 64) in [0, 1], the given ones kept as given.
 
-        As `guide` reads them: frames (b, t, c, 64, 64) in [0, 1], read only where `given` (b, t), a prefix of each
-        window (the latest `predictor_context` at most). Only the frames not given are guesses (the guide uses no
-        others). A model without a predictor has no guess.
+        frames (b, t, c, 64, 64) in [0, 1] are read only where `given` (b, t), a bool prefix of each window (the
+        latest `predictor_context` given frames at most); the frames not given are what `guide` encodes (`guess[:, k:]`
+        when the first k are given). A clip with nothing given gets a guess from nothing, which the guide ignores.
+        A model without a predictor has no guess.
         """
         if self.predictor is None:
-            raise ValueError("this autoregressive model has no predictor, so no guess: grow one with "
-                             "`minivid train autoregressive --set predictor=W --predictor-from FILE`")
+            raise ValueError("this autoregressive model has no predictor, so no guess (the shipped one has): grow "
+                             "one with `minivid train autoregressive --init MODEL.pt --set predictor=W --predictor-from FILE`")
+        b, t = frames.shape[:2]
+        if given.dtype != torch.bool or given.shape != (b, t) or \
+                not torch.equal(given, torch.arange(t, device=given.device) < given.sum(1, keepdim=True)):
+            raise ValueError(f"given should be a bool (b, t) = ({b}, {t}) mask that is True on a prefix of each window "
+                             f"(the frames given), got {given.dtype} {tuple(given.shape)}")
         with torch.no_grad():
-            return (self._guess(frames, given) + 1) / 2
+            return torch.where(given[:, :, None, None, None], frames, (self._guess(frames, given) + 1) / 2)
 
     def _guess(self, frames: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
         """`guess` in the model range [-1, 1], as the tokenizer's encoder reads it."""
@@ -429,7 +436,8 @@ class Model(torch.nn.Module):
 
     def network_evaluations(self, num_context: int, num_frames: int, use_cache: bool = True, decoding: str = "sequential",
                             iterations: int = 4, lag: int = 32, row_lag: int = 8, **generate_kwargs) -> int:
-        """How many transformer passes `generate` makes (parallel decoding: at most this many).
+        """How many network passes `generate` makes: the transformer's, and the predictor's if it has one (parallel
+        decoding: at most this many).
 
         Sequential with the cache: one pass per token, plus one to read the window whenever the cache is
         filled (the first frame, and each time the window slides). Without the cache: one full pass per

@@ -1,6 +1,7 @@
 """Error accumulation: every pretrained method rolled out far past its training length, 10 frames at a time.
 
-    python scripts/bench_rollouts.py [--clips 8] [--horizon 60] [--steps 10] [--methods autoregressive,hybrid] [--json out.json]
+    python scripts/bench_rollouts.py [--clips 8] [--horizon 60] [--steps 10] [--methods autoregressive,hybrid]
+        [--json out.json]
 
 Each method predicts from the last 10 frames (its own after the first chunk); prints MSE and ink ratio
 (generated / true brightness) averaged over frame ranges, with the command's wall time.
@@ -20,15 +21,17 @@ def main():
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--horizon", type=int, default=60)
     parser.add_argument("--steps", type=int, default=10, help="diffusion sampling steps per chunk")
-    parser.add_argument("--methods", default=None, help="comma-separated pretrained models to roll out (default: all); "
-                        "the two baselines always run, they cost nothing")
+    parser.add_argument("--methods", default=None, help="comma-separated pretrained models to roll out (default: every "
+                        "shipped diffusion, autoregressive and hybrid model); the two baselines always run, they cost nothing")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    known = [n for n in checkpoints.available() if checkpoints.manifest(n)["family"] in ("diffusion", "autoregressive", "hybrid")]
-    chosen = known if args.methods is None else [n.strip() for n in args.methods.split(",") if n.strip()]
-    unknown = sorted(set(chosen) - set(known))
+    families = ("diffusion", "autoregressive", "hybrid")
+    known = [name for name in checkpoints.available() if checkpoints.manifest(name)["family"] in families]
+    chosen = known if args.methods is None else list(dict.fromkeys(n.strip() for n in args.methods.split(",") if n.strip()))
+    unknown = [name for name in chosen if name not in known]
     if unknown or not chosen:
-        parser.error(f"--methods takes names from {', '.join(known)}; got {args.methods!r}")
+        parser.error(f"--methods takes names from {', '.join(known)}; "
+                     + (f"unknown: {', '.join(unknown)}" if unknown else "got none"))
     truth = torch.cat([rollouts.true_clip(i, 10 + args.horizon) for i in range(args.clips)])
     context, future = truth[:, :10], truth[:, 10:]
     methods = {"copy last frame": (metrics.copy_last_frame, {}), "black frames": (metrics.blank_frames, {})}

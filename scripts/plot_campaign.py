@@ -63,12 +63,13 @@ def main() -> None:
     import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    colours = {}
     for family in ("diffusion", "autoregressive", "hybrid"):
         points = curve(family)
         xs, ys = [p[0] / 1e6 for p in points], [p[1] for p in points]
-        ax.plot(xs, ys, "o-", label=family)
+        colours[family] = ax.plot(xs, ys, "o-", label=family)[0].get_color()
         print(family, ", ".join(f"{label}: {clips / 1e6:.2f} M clips, MSE {mse:.1f}" for clips, mse, label in points))
-    for target, label, colour in ((45, "target (diffusion, hybrid)", "grey"), (60, "target (autoregressive)", "tab:orange")):
+    for target, label, colour in ((45, "target (diffusion, hybrid)", "grey"), (60, "target (autoregressive)", colours["autoregressive"])):
         ax.axhline(target, color=colour, ls="--", lw=1, alpha=0.7)
         ax.text(0.99, target, label, ha="right", va="bottom", color=colour, fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_xscale("log")

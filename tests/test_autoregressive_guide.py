@@ -69,6 +69,7 @@ def test_the_guess_is_what_the_guide_encodes(guided):
     given = (torch.arange(4) < 2).expand(2, 4)
     guess = guided.guess(clips, given)
     assert guess.shape == clips.shape and guess.min() >= 0 and guess.max() <= 1
+    assert torch.equal(guess[:, :2], clips[:, :2]) and not torch.equal(guess[:, 2:], clips[:, 2:])  # given frames kept
     changed = clips.clone()
     changed[:, 2:] = torch.rand_like(changed[:, 2:])  # the frames to come are not read
     assert torch.equal(guided.guess(changed, given), guess)
@@ -78,6 +79,9 @@ def test_the_guess_is_what_the_guide_encodes(guided):
     torch.testing.assert_close(guided.guide(clips, given)[:, 128:], expected, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="no predictor"):
         plain().guess(clips, given)
+    for wrong in (torch.tensor([[True, False, True, False]] * 2), given.long(), given[:1]):  # not a prefix, ints, 1 clip
+        with pytest.raises(ValueError, match="prefix of each window"):
+            guided.guess(clips, wrong)
 
 
 def test_the_predictor_reads_at_most_its_context_the_latest_frames(guided):

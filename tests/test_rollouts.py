@@ -1,5 +1,10 @@
 """Long rollouts and the error-accumulation viewer, driven in Python."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -92,17 +97,13 @@ def test_widget_callbacks():
 
 
 def test_the_rollout_benchmark_runs_the_methods_asked_for(tmp_path):
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
     script = Path(__file__).resolve().parents[1] / "scripts" / "bench_rollouts.py"
-    wrong = subprocess.run([sys.executable, str(script), "--methods", "nope"], capture_output=True, text=True)
-    assert wrong.returncode == 2 and "--methods takes names from autoregressive, diffusion, hybrid" in wrong.stderr
+    for methods, said in (("hybrid,nope", "unknown: nope"), (" , ", "got none")):
+        wrong = subprocess.run([sys.executable, str(script), "--methods", methods], capture_output=True, text=True, timeout=120)
+        assert wrong.returncode == 2 and "--methods takes names from" in wrong.stderr and said in wrong.stderr
     out = tmp_path / "rollouts.json"
-    done = subprocess.run([sys.executable, str(script), "--methods", "autoregressive", "--clips", "1", "--horizon", "12",
-                           "--json", str(out)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(script), "--methods", "autoregressive,autoregressive", "--clips", "1",
+                           "--horizon", "12", "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())
     assert list(rows) == ["copy last frame", "black frames", "autoregressive"]
