@@ -25,12 +25,12 @@ every token; `Model._generate_diagonal` explains what is approximate about it.
 Rollouts past the training window (20 frames) slide it: the oldest frame is dropped and the cache is
 rebuilt from the frames kept.
 
-A guide (optional, `Config.predictor` > 0): a frozen deterministic predictor, taken from a diffusion model
-(`--predictor-from`), guesses the frames a window has yet to make from the frames it opens with; the
-tokenizer's encoder turns each guessed frame into one vector per token, and the position that predicts a
-token reads its cell's vector, through a linear map that starts at zero (`Model.guide`; `Model.guess` shows the
-guessed frames). The guess reads only the frames already there, so the model stays causal; a window that slides
-makes a new guess.
+A guide (optional, `Config.predictor` > 0): a frozen deterministic predictor, taken from a diffusion model or
+the hybrid (`--predictor-from`; the shipped model's is the hybrid's), guesses the frames a window has yet to
+make from the frames it opens with; the tokenizer's encoder turns each guessed frame into one vector per token,
+and the position that predicts a token reads its cell's vector, through a linear map that starts at zero
+(`Model.guide`; `Model.guess` shows the guessed frames). The guess reads only the frames already there, so the
+model stays causal; a window that slides makes a new guess.
 """
 
 from __future__ import annotations
