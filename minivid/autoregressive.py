@@ -163,9 +163,9 @@ def steps_per_frame(grid: int, row_lag: int) -> int:
     return (grid - 1) * row_lag + grid
 
 
-def _span(guide: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
-    """Positions start..stop-1 of a window's guide (b, tokens, width); None stays None."""
-    return None if guide is None else guide[:, start:stop]
+def _at(guide: torch.Tensor | None, positions) -> torch.Tensor | None:
+    """A window's guide (b, tokens, width) at `positions` (a slice, or a tensor of positions); None stays None."""
+    return None if guide is None else guide[:, positions]
 
 
 def _frame_index(index: torch.Tensor, shape) -> torch.Tensor:
@@ -491,10 +491,10 @@ class Model(torch.nn.Module):
         for i in range(n):
             at = past.shape[1] + i  # the position that predicts this token
             if cache is not None:
-                logits = self.transformer(pending, cache, guide=_span(guide, at, at + 1))[:, -1]
+                logits = self.transformer(pending, cache, guide=_at(guide, slice(at, at + 1)))[:, -1]
             else:
                 inputs = self.shifted(torch.cat([past, tokens, tokens.new_zeros(b, 1)], 1))
-                logits = self.transformer(inputs, guide=_span(guide, 0, at + 1))[:, -1]
+                logits = self.transformer(inputs, guide=_at(guide, slice(0, at + 1)))[:, -1]
             token = draw(filter_logits(logits, temperature, top_k, top_p), None if gumbel is None else gumbel[:, i])  # (b,)
             tokens = torch.cat([tokens, token[:, None]], dim=1)
             pending = token[:, None]
@@ -506,7 +506,7 @@ class Model(torch.nn.Module):
         """One frame by Jacobi iterations: every position redrawn at once from the current guess."""
         b = pending.shape[0]
         prefix = cache.length
-        guide = _span(guide, prefix, prefix + self.tokens_per_frame)
+        guide = _at(guide, slice(prefix, prefix + self.tokens_per_frame))
         steps = []
         for _ in range(iterations):
             cache.length = prefix  # overwrite the frame's positions with this iteration's
@@ -588,7 +588,7 @@ class Model(torch.nn.Module):
             frame = frame + t0
             inputs = self._diagonal_inputs(tokens, drawn, newest, frame, cell, window)  # (b, k)
             at = (frame - window) * n + cell
-            logits = self.transformer(inputs, cache, at, guide=None if guide is None else guide[:, at])  # (b, k, vocab)
+            logits = self.transformer(inputs, cache, at, guide=_at(guide, at))  # (b, k, vocab)
             pairs = zip(frame.tolist(), cell.tolist())
             gumbel = None if greedy else torch.stack([noise[f][:, i] for f, i in pairs], 1)  # (b, k, vocab)
             new = draw(filter_logits(logits, temperature, top_k, top_p), gumbel)  # (b, k)
@@ -625,7 +625,7 @@ class Model(torch.nn.Module):
             frame = frame + window
             positions = (frame - window) * self.tokens_per_frame + cell
             self.transformer(self._diagonal_inputs(tokens, drawn, newest, frame, cell, window), cache, positions,
-                             guide=None if guide is None else guide[:, positions])
+                             guide=_at(guide, positions))
         return cache, guide
 
     def _record(self, trace, tokens, steps, logits, temperature, top_k, top_p):
