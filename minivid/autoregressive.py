@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from minivid.metrics import validate_video
 from minivid.models import transformer as tfm
 from minivid.models import vqvae
+from minivid.models import framestack
 from minivid.models.framestack import FrameStackPredictor
 
 DECODINGS = ("sequential", "parallel", "diagonal")
@@ -65,6 +66,8 @@ class Config:
     diagonal_rate: float = 0.5  # training only: the share of steps that replay one of them (`diagonal_order`)
     predictor: int = 0  # 0: none; else the width of a frozen frame-stack predictor whose guess guides the tokens
     predictor_context: int = 10  # the most given frames it reads, the latest: its source's max_context (`build`)
+    predictor_hidden: int = framestack.HIDDEN  # the predictor's channels per frame and translator blocks: its
+    predictor_blocks: int = framestack.BLOCKS  # source's (`build`)
 
 
 PRESETS = {
@@ -195,7 +198,8 @@ class Model(torch.nn.Module):
         self.transformer = tfm.VideoTransformer(config.transformer)
         self.predictor, self.guide_in = None, None
         if config.predictor:  # frozen: its weights come from a diffusion model (`build`, --predictor-from)
-            self.predictor = FrameStackPredictor(frames=config.transformer.max_frames, width=config.predictor)
+            self.predictor = FrameStackPredictor(frames=config.transformer.max_frames, width=config.predictor,
+                                                 hidden=config.predictor_hidden, blocks=config.predictor_blocks)
             self.predictor.requires_grad_(False).eval()
             self.guide_in = torch.nn.Linear(config.tokenizer.code_dim, config.transformer.width, bias=False)
             torch.nn.init.zeros_(self.guide_in.weight)  # at first the model is the one without a guide
@@ -705,21 +709,30 @@ def build(preset: str, args=None) -> Model:
         if not source:
             raise ValueError("the autoregressive model does not train its predictor: take a trained one with "
                              "--predictor-from FILE (a diffusion or hybrid export whose predictor has that width)")
-        model = with_guide(model, config.predictor)
-    model.config = config
-    if source:
-        from minivid.video_diffusion import take_predictor
+    other = None
+    if source:  # its predictor's shape (channels per frame, blocks) comes with it; the width must be asked for
+        from minivid.video_diffusion import predictor_kind
 
         other = checkpoints.resolve(source)
+        hidden, blocks = predictor_kind(getattr(other, "config", None))[2:]
+        config = dataclasses.replace(config, predictor_hidden=hidden, predictor_blocks=blocks)
+    if config.predictor != model.config.predictor:
+        model = with_guide(model, config.predictor, config.predictor_hidden, config.predictor_blocks)
+    if source:  # checked against the predictor the model has (a guided model keeps its own shape)
+        from minivid.video_diffusion import take_predictor
+
         take_predictor(model, other, source)
         context = getattr(other.config, "max_context", config.predictor_context)  # the contexts it was trained on
-        model.config = dataclasses.replace(config, predictor_context=context)
+        config = dataclasses.replace(config, predictor_context=context)
+    model.config = config
     return model
 
 
-def with_guide(model: Model, width: int) -> Model:
-    """`model` with a predictor of `width` (untrained: load one) and a zero guide, so it starts as `model`."""
-    grown = Model(dataclasses.replace(model.config, predictor=width))
+def with_guide(model: Model, width: int, hidden: int = Config.predictor_hidden,
+               blocks: int = Config.predictor_blocks) -> Model:
+    """`model` with a predictor of `width` (`hidden` channels a frame, `blocks` translator blocks; untrained: load
+    one) and a zero guide, so it starts as `model`."""
+    grown = Model(dataclasses.replace(model.config, predictor=width, predictor_hidden=hidden, predictor_blocks=blocks))
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
     assert not unexpected and all(k.startswith(("predictor.", "guide_in.")) for k in missing), (missing, unexpected)
     return grown.train(model.training)
@@ -732,7 +745,9 @@ def from_config(config: dict) -> Model:
                         diagonal_lags=tuple(config.get("diagonal_lags", ())),
                         diagonal_rate=config.get("diagonal_rate", Config.diagonal_rate),
                         predictor=config.get("predictor", 0),
-                        predictor_context=config.get("predictor_context", Config.predictor_context)))
+                        predictor_context=config.get("predictor_context", Config.predictor_context),
+                        predictor_hidden=config.get("predictor_hidden", Config.predictor_hidden),
+                        predictor_blocks=config.get("predictor_blocks", Config.predictor_blocks)))
 
 
 def parse_lags(text: str, tokens_per_frame: int) -> tuple:

@@ -84,7 +84,8 @@ def _add_family_commands(sub):
     p.add_argument("--set", action="append", default=None, metavar="NAME=VALUE",
                    help="diffusion, hybrid, dit and judge: change a field of the preset's Config, e.g. --set "
                         "spacetime=True (repeatable; continuing from weights without the new layers adds them at zero); "
-                        "autoregressive: predictor=W only (a guide, with --predictor-from)")
+                        "autoregressive: predictor=W only (a guide, with --predictor-from, which also gives the "
+                        "predictor's predictor_hidden and predictor_blocks)")
     p.add_argument("--export", default=None, help="after training, write a shippable weights file here")
     p.set_defaults(func=_run_train)
 

@@ -228,6 +228,21 @@ def timesteps_for(num_train_steps: int, num_sample_steps: int) -> torch.Tensor:
     return torch.linspace(num_train_steps - 1, 0, num_sample_steps).round().long()
 
 
+def started_timesteps(num_train_steps: int, num_sample_steps: int, start: int | None = None) -> list:
+    """The timesteps of `timesteps_for` a sampler visits when it starts at timestep `start` (None: all of them):
+    those at or below it. With two or more steps the last is 0, so at least one remains."""
+    ts = timesteps_for(num_train_steps, num_sample_steps).tolist()
+    if start is None:
+        return ts
+    if int(start) != start or not 0 <= start < num_train_steps:
+        raise ValueError(f"start must be a timestep in 0..{num_train_steps - 1}, got {start!r}")
+    kept = [t for t in ts if t <= start]
+    if not kept:
+        raise ValueError(f"starting part-way needs a schedule with a step at or below timestep {start}; "
+                         f"{num_sample_steps} step(s) visit {ts}: use 2 or more")
+    return kept
+
+
 # --------------------------------------------------------------------------------------------
 # the sampling loop
 # --------------------------------------------------------------------------------------------
@@ -262,8 +277,14 @@ def sample(
     progress: bool = True,
     return_trace: bool = False,
     replace=None,
+    init: torch.Tensor | None = None,
+    start: int | None = None,
 ):
     """Draw x_0 of `shape` from pure noise with `steps` reverse steps (DDIM; eta=1 and steps=T is DDPM).
+
+    init, start: begin instead from `init` (an x_0 guess of `shape`), noised to the highest of the schedule's
+    timesteps at or below timestep `start`, and visit only those (`started_timesteps`): SDEdit (Meng et al. 2022),
+    the sample stays near the guess and the network adds what the guess lacks. The trace holds the steps visited.
 
     replace(x_t, t) -> x_t, if given, overwrites known parts after each step (e.g. the
     inpainting-style replacement of context frames); the video model conditions by input masking
@@ -275,8 +296,15 @@ def sample(
     model_kwargs = model_kwargs or {}
     device = device or alpha_bar.device
     alpha_bar = alpha_bar.to(device)
-    ts = timesteps_for(len(alpha_bar), steps).tolist()
+    ts = started_timesteps(len(alpha_bar), steps, start)
     x = torch.randn(shape, generator=generator, device=device)
+    if init is not None and start is None:
+        raise ValueError("an init is the guess a sampler starts from part-way: give the start timestep too")
+    if start is not None:
+        if init is None or tuple(init.shape) != tuple(shape):
+            raise ValueError(f"start needs an init of shape {tuple(shape)}, got {None if init is None else tuple(init.shape)}")
+        a = alpha_bar[ts[0]].float()
+        x = a.sqrt() * init.to(device).float() + (1 - a).sqrt() * x
     trace = []
     for i, t in enumerate(tqdm(ts, desc="denoise", disable=not progress, leave=False)):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1

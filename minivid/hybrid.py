@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from minivid import diffusion, schedules
 from minivid.metrics import validate_video
 from minivid.image_diffusion import network_config
+from minivid.models import framestack
 from minivid.models.framestack import FrameStackPredictor
 from minivid.models.unet3d import UNet3D
 
@@ -62,6 +63,8 @@ class Config:
     predictor: int = 0  # 0: none; else the width of a frame-stack predictor whose guess of each window's new
     # frames, made from its context alone, the network reads as one more input channel
     predictor_only: bool = False  # training only: the loss is the predictor's alone and the network is frozen
+    predictor_hidden: int = framestack.HIDDEN  # a frame-stack predictor's channels per frame (encoder, decoder)
+    predictor_blocks: int = framestack.BLOCKS  # and its translator's residual blocks
 
 
 PRESETS = {
@@ -102,7 +105,11 @@ class Model(torch.nn.Module):
                                              guess=bool(config.predictor)))
         if config.predictor_only and not config.predictor:
             raise ValueError("predictor_only trains the predictor alone: give it one, e.g. --set predictor=192")
-        self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor) if config.predictor else None
+        if (config.predictor_hidden, config.predictor_blocks) != (framestack.HIDDEN, framestack.BLOCKS) and not config.predictor:
+            raise ValueError("predictor_hidden and predictor_blocks shape a predictor: give the hybrid one, e.g. "
+                             "--set predictor=192")
+        self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor, hidden=config.predictor_hidden,
+                                             blocks=config.predictor_blocks) if config.predictor else None
 
     def forward(self, x_t, t, guess=None):
         """The network's prediction for every frame. A model with a predictor reads its guess; pass `guess` (as
@@ -321,7 +328,7 @@ def from_diffusion_model(video_model, config: Config) -> Model:
     if config.predictor and getattr(video_model, "predictor", None) is not None:
         from minivid.video_diffusion import take_predictor
 
-        take_predictor(model, video_model, "the diffusion model")
+        take_predictor(model, video_model, "the diffusion model", via="--init")
     return model
 
 

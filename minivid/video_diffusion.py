@@ -23,6 +23,7 @@ import torch
 
 from minivid import diffusion
 from minivid.metrics import validate_video
+from minivid.models import framestack
 from minivid.models.framestack import FrameStackPredictor
 from minivid.models.unet2d import grow, inflate
 from minivid.models.unet3d import UNet3D, UNetConfig
@@ -52,6 +53,8 @@ class Config:
     predictor_net: str = "unet"  # "unet": a narrower 3D UNet; "framestack": frames stacked as channels (SimVP)
     predictor_only: bool = False  # training only: the loss is the predictor's alone and the denoiser is frozen
     # and never run, so the predictor learns at its own (much higher) step rate before the two train together
+    predictor_hidden: int = framestack.HIDDEN  # a frame-stack predictor's channels per frame (encoder, decoder)
+    predictor_blocks: int = framestack.BLOCKS  # and its translator's residual blocks
     frame_attention_from: int = 0  # temporal attention at levels >= this; 1: the temporal conv alone at full
     # resolution, a cheaper network (see unet3d.UNetConfig)
 
@@ -91,9 +94,14 @@ class Model(torch.nn.Module):
         if config.predictor_only and not config.predictor:
             raise ValueError("predictor_only trains the predictor alone: give it one, e.g. --set predictor=128 "
                              "--set predictor_net=framestack")
+        if (config.predictor_hidden, config.predictor_blocks) != (framestack.HIDDEN, framestack.BLOCKS) and not (
+                config.predictor and config.predictor_net == "framestack"):
+            raise ValueError("predictor_hidden and predictor_blocks shape a frame-stack predictor: give the model one, "
+                             "e.g. --set predictor=192 --set predictor_net=framestack")
         self.predictor = None
         if config.predictor and config.predictor_net == "framestack":  # translator width = config.predictor
-            self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor)
+            self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor,
+                                                 hidden=config.predictor_hidden, blocks=config.predictor_blocks)
         elif config.predictor:  # the same layout, narrower; it sees the context and its mask, no noise
             self.predictor = UNet3D(UNetConfig(
                 base_channels=config.predictor, channel_mults=tuple(config.channel_mults),
@@ -161,13 +169,17 @@ class Model(torch.nn.Module):
         sampler: str = "ddim",
         eta: float | None = None,
         guidance: float = 0.0,
+        start: float = 1.0,
     ):
         """`num_frames` frames after `context` (b, t0, c, h, w) in [0, 1]; t0 may be 0.
 
         sampler 'ddim' (eta 0 by default) or 'ddpm' (eta 1), or, for a model with a predictor, 'predictor'
         (its deterministic guess alone); steps: reverse steps (default config.sample_steps); guidance:
-        classifier-free guidance weight w (0 = none).
-        Returns (b, num_frames, c, h, w) in [0, 1], or (video, trace) with the trace of every step.
+        classifier-free guidance weight w (0 = none); start: where sampling starts, a share of the schedule (1:
+        pure noise; below 1, for a model with a predictor: its guess, noised to the highest of the sampler's
+        timesteps at or below start × (T − 1), and only the steps from there run, so the sample stays near the
+        guess and the denoiser adds the detail; SDEdit).
+        Returns (b, num_frames, c, h, w) in [0, 1], or (video, trace) with the trace of every step that ran.
         """
         validate_video(context, "context", channels=1, size=64)
         c = self.config
@@ -179,6 +191,7 @@ class Model(torch.nn.Module):
                 f"context ({t0}) + num_frames ({num_frames}) = {t0 + num_frames} frames, but this model "
                 f"generates clips of at most {c.num_frames}; use fewer frames or the hybrid for long rollouts"
             )
+        begin = self._start_step(start)
         if sampler == "predictor" and self.predictor is not None:  # the deterministic guess alone: no diffusion
             if return_trace:
                 raise ValueError("sampler 'predictor' makes one deterministic guess: it has no denoising trace")
@@ -197,6 +210,7 @@ class Model(torch.nn.Module):
         cond_mask = torch.zeros(b, total, device=device)
         cond_mask[:, :t0] = 1
         generator = torch.Generator(device).manual_seed(int(seed))
+        guess = self._guess_or_none(cond, cond_mask)
         out = diffusion.sample(
             self,
             (b, total, *context.shape[2:]),
@@ -204,7 +218,7 @@ class Model(torch.nn.Module):
             steps=steps,
             eta=eta,
             prediction=c.prediction,
-            model_kwargs={"cond": cond, "cond_mask": cond_mask, "guess": self._guess_or_none(cond, cond_mask)},
+            model_kwargs={"cond": cond, "cond_mask": cond_mask, "guess": guess},
             uncond_kwargs={"cond": cond, "cond_mask": torch.zeros_like(cond_mask),
                            "guess": self._guess_or_none(cond, torch.zeros_like(cond_mask))} if guidance > 0 else None,
             guidance=guidance,
@@ -212,6 +226,8 @@ class Model(torch.nn.Module):
             device=device,
             progress=progress,
             return_trace=return_trace,
+            init=guess if begin is not None else None,
+            start=begin,
         )
         x, trace = out if return_trace else (out, None)
         video = diffusion.from_model_range(x[:, t0:])
@@ -225,11 +241,25 @@ class Model(torch.nn.Module):
     def network_evaluations(self, num_context: int, num_frames: int, steps: int | None = None,
                             guidance: float = 0.0, **generate_kwargs) -> int:
         """How many network calls `generate` makes for these settings: one per step, two with guidance."""
+        begin = self._start_step(generate_kwargs.get("start", 1.0))
         if generate_kwargs.get("sampler") == "predictor" and self.predictor is not None:
             return 1
         steps = self.config.sample_steps if steps is None else steps
+        steps = len(diffusion.started_timesteps(self.config.diffusion_steps, steps, begin))
         predictor = 0 if self.predictor is None else 1  # one predictor call per pass (a narrower network)
         return (steps + predictor) * (2 if guidance > 0 else 1)
+
+    def _start_step(self, start: float) -> int | None:
+        """The timestep a start of `start` (a share of the schedule) asks for, start × (T − 1) rounded; None for
+        pure noise. The sampler begins at the highest of its timesteps at or below it (`started_timesteps`)."""
+        if not 0 < start <= 1:
+            raise ValueError(f"start must be in (0, 1], the share of the schedule sampling starts from; got {start!r}")
+        if start == 1:
+            return None
+        if self.predictor is None:
+            raise ValueError("start below 1 begins from the predictor's guess: this model has no predictor "
+                             "(trained without --set predictor=WIDTH)")
+        return round(start * (self.config.diffusion_steps - 1))
 
     def _guess_or_none(self, cond, cond_mask):
         return None if self.predictor is None else self.guess(cond, cond_mask)
@@ -293,28 +323,43 @@ def build(preset: str, args=None) -> Model:
 
 
 def predictor_kind(config) -> tuple:
-    """(width, network) of a config's predictor; the hybrid's is always a frame stack."""
-    return getattr(config, "predictor", 0), getattr(config, "predictor_net", "framestack")
+    """(width, network, hidden, blocks) of a config's predictor; the hybrid's and the token model's are always
+    frame stacks (hidden and blocks shape a frame stack alone; a UNet predictor reads them as their defaults)."""
+    net = getattr(config, "predictor_net", "framestack")
+    shape = (getattr(config, "predictor_hidden", framestack.HIDDEN), getattr(config, "predictor_blocks", framestack.BLOCKS))
+    return (getattr(config, "predictor", 0), net, *(shape if net == "framestack" else (framestack.HIDDEN, framestack.BLOCKS)))
 
 
-def take_predictor(model, source, name: str | None = None):
+def predictor_settings(config) -> list:
+    """The `--set` options (NAME=VALUE) that give a run of `config`'s family a predictor like `config`'s: the
+    width, the network where the family has the choice, the shape where it is not the default; ['predictor=0']
+    for none."""
+    width, net, hidden, blocks = predictor_kind(config)
+    if not width:
+        return ["predictor=0"]
+    out = [f"predictor={width}"] + ([f"predictor_net={net}"] if hasattr(config, "predictor_net") else [])
+    out += [f"predictor_hidden={hidden}"] if hidden != framestack.HIDDEN else []
+    return out + ([f"predictor_blocks={blocks}"] if blocks != framestack.BLOCKS else [])
+
+
+def take_predictor(model, source, name: str | None = None, via: str = "--predictor-from"):
     """Load into `model` (diffusion, hybrid, or the autoregressive model's guide) the predictor of `source`: a
-    model, or a file / pretrained:NAME of a diffusion or hybrid export whose predictor has the same width, network
-    and number of frames."""
+    model, or a file / pretrained:NAME of a diffusion or hybrid export whose predictor has the same width, network,
+    shape (channels per frame, translator blocks) and number of frames. `via` names the option in the errors."""
     from minivid import checkpoints
 
     other = checkpoints.resolve(source) if isinstance(source, str) else source
     name = name or str(source)
-    mine = predictor_kind(model.config)
-    theirs = predictor_kind(getattr(other, "config", None))
     if (model.predictor is None or getattr(other, "family", None) not in ("diffusion", "hybrid")
-            or getattr(other, "predictor", None) is None or theirs != mine):
-        raise ValueError(f"--predictor-from needs a diffusion or hybrid export whose predictor matches this run's "
-                         f"(predictor={mine[0]}, predictor_net={mine[1]!r}); {name} is a "
-                         f"{getattr(other, 'family', None)!r} model with predictor={theirs[0]}, predictor_net={theirs[1]!r}")
+            or getattr(other, "predictor", None) is None
+            or predictor_kind(getattr(other, "config", None)) != predictor_kind(model.config)):
+        raise ValueError(f"{via} needs a diffusion or hybrid export whose predictor matches this run's "
+                         f"({' '.join(predictor_settings(model.config))}); {name} is a "
+                         f"{getattr(other, 'family', None)!r} model with "
+                         f"{' '.join(predictor_settings(getattr(other, 'config', None)))}")
     frames = [getattr(net, "frames", None) for net in (model.predictor, other.predictor)]
     if frames[0] != frames[1]:
-        raise ValueError(f"--predictor-from needs a predictor over this run's {frames[0]} frames; {name}'s sees {frames[1]}")
+        raise ValueError(f"{via} needs a predictor over this run's {frames[0]} frames; {name}'s sees {frames[1]}")
     model.predictor.load_state_dict(other.predictor.state_dict())
     return model
 
@@ -336,7 +381,8 @@ def _start(config: Config, init: str | None) -> Model:
 
 # fields a continued run may change: new zero-output layers or input channels (a new predictor is trained from
 # scratch; its guess enters through zero weights), the loss
-GROWABLE = ("spacetime", "min_snr_gamma", "predictor", "predictor_net", "predictor_only")
+GROWABLE = ("spacetime", "min_snr_gamma", "predictor", "predictor_net", "predictor_only", "predictor_hidden",
+            "predictor_blocks")
 
 
 def continued(start, config, name: str = "the start model"):
@@ -348,9 +394,9 @@ def continued(start, config, name: str = "the start model"):
     if getattr(start.config, "spacetime", False) and not config.spacetime:
         raise ValueError(f"{name} has space-time attention; continue it with --set spacetime=True")
     if predictor_kind(start.config)[0] and predictor_kind(start.config) != predictor_kind(config):
-        width, net = predictor_kind(start.config)
-        keep = "" if not hasattr(config, "predictor_net") else f" --set predictor_net={net}"
-        raise ValueError(f"{name} has a predictor of width {width}; continue it with --set predictor={width}{keep}")
+        keep = predictor_settings(start.config)
+        raise ValueError(f"{name} has a predictor ({' '.join(keep)}); continue it with "
+                         + " ".join(f"--set {k}" for k in keep))
     model = type(start)(config)
     grow(start.net, model.net)
     if start.predictor is not None:  # the same predictor: keep what it learned

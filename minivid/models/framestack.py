@@ -31,9 +31,16 @@ class ResConv(nn.Module):
         return F.silu(x + self.body(x))
 
 
+HIDDEN, BLOCKS = 16, 6  # the default shape: channels per frame (encoder and decoder), translator blocks
+
+
 class FrameStackPredictor(nn.Module):
-    def __init__(self, frames: int, width: int, channels: int = 1, hidden: int = 16, blocks: int = 6):
+    def __init__(self, frames: int, width: int, channels: int = 1, hidden: int = HIDDEN, blocks: int = BLOCKS):
         super().__init__()
+        if width < 8 or width % 8 or hidden < 4 or hidden % 4 or blocks < 1:
+            raise ValueError(f"a frame-stack predictor needs a width that is a positive multiple of 8, channels per "
+                             f"frame (predictor_hidden) a positive multiple of 4 and at least one translator block "
+                             f"(predictor_blocks); got width {width}, predictor_hidden {hidden}, predictor_blocks {blocks}")
         self.frames, self.hidden = frames, hidden
         self.enc_full = conv_block(channels + 1, hidden)  # 64x64: the frame and its given-mask
         self.enc_down = nn.Sequential(conv_block(hidden, hidden, stride=2), conv_block(hidden, hidden, stride=2))  # -> 16x16
