@@ -393,13 +393,15 @@ def continued(start, config, name: str = "the start model"):
         raise ValueError(f"{name} holds a different configuration: {', '.join(fixed)}")
     if getattr(start.config, "spacetime", False) and not config.spacetime:
         raise ValueError(f"{name} has space-time attention; continue it with --set spacetime=True")
-    if predictor_kind(start.config)[0] and predictor_kind(start.config) != predictor_kind(config):
+    same = predictor_kind(start.config) == predictor_kind(config)
+    if predictor_kind(start.config)[0] and not same and not (config.predictor and config.predictor_only):
         keep = predictor_settings(start.config)
         raise ValueError(f"{name} has a predictor ({' '.join(keep)}); continue it with "
-                         + " ".join(f"--set {k}" for k in keep))
+                         + " ".join(f"--set {k}" for k in keep)
+                         + ", or train a new one alone in its place with --set predictor_only=True")
     model = type(start)(config)
     grow(start.net, model.net)
-    if start.predictor is not None:  # the same predictor: keep what it learned
+    if start.predictor is not None and same:  # the same predictor: keep what it learned (a new one starts fresh)
         model.predictor.load_state_dict(start.predictor.state_dict())
     return model.train()
 

@@ -53,6 +53,13 @@ def test_predictor_from_needs_the_same_shape_and_the_token_model_takes_its_sourc
                                          r"predictor_blocks=2\); continue it with --set predictor=8 --set "
                                          r"predictor_net=framestack --set predictor_hidden=8 --set predictor_blocks=2"):
         video_diffusion.build("nano", Namespace(init=str(tmp_path / "took.pt"), set=ask, predictor_from=None))
+    # a predictor of another shape in its place, trained alone: the network is kept, the new predictor starts fresh
+    fresh = video_diffusion.build("nano", Namespace(init=str(tmp_path / "took.pt"), set=ask + ["predictor_only=True"],
+                                                    predictor_from=None))
+    assert fresh.predictor.hidden == 16 and len(fresh.predictor.translator) == 6
+    kept = checkpoints.load(tmp_path / "took.pt").net.state_dict()
+    assert all(torch.equal(v, kept[k]) for k, v in fresh.net.state_dict().items())
+    assert not any(p.requires_grad for p in fresh.net.parameters())
     # the token model: --set predictor=W, and the shape comes with the source
     torch.manual_seed(0)
     plain = ar.Model(ar.Config(vqvae.Config(hidden=8, codebook_size=16, code_dim=4),
