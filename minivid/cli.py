@@ -152,7 +152,7 @@ def _add_evaluate(sub):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
     p.add_argument("--kwargs", default="{}", help='JSON of generate() keywords, e.g. \'{"steps": 50}\'')
-    p.add_argument("--name", default="protocol", help="the key the protocol's result is stored under")
+    p.add_argument("--name", default="protocol", help="the key the protocol's result is stored under (and speeds_NAME, samples_NAME beside it)")
     p.add_argument("--speeds", default="", help="also score these other speeds, e.g. 0.07,0.13 (the protocol's is 0.1)")
     p.add_argument("--samples", type=int, default=0, help="also score the mean and the best of this many samples per clip")
     p.add_argument("--schedules", action="store_true", help="hybrid: every inference schedule, and long rollouts")

@@ -167,6 +167,8 @@ def run_cli(args) -> int:
     result = metrics.evaluate(model, num_clips=args.clips, batch_size=args.batch_size, device=device, generate_kwargs=kwargs)
     result.update(generate_kwargs=kwargs, device=device)
     checkpoints.record_metrics(args.weights, **{args.name: result})
+    # a named run (e.g. other generate() keywords) keeps its speeds and samples beside it, not over the default's
+    suffix = "" if args.name == "protocol" else f"_{args.name}"
     print(json.dumps({k: v for k, v in result.items() if not k.endswith("_per_frame")}, indent=1))
     print("MSE per future frame:", [round(v, 1) for v in result["mse_per_frame"]])
     if speeds:
@@ -176,10 +178,10 @@ def run_cli(args) -> int:
                                  generate_kwargs=kwargs, speed=speed, progress=False)
             table[str(speed)] = {k: r[k] for k in ("mse", "ssim", "psnr", "mse_per_frame")}
             print(f"speed {speed}: MSE {r['mse']:.1f}, SSIM {r['ssim']:.3f}")
-        checkpoints.record_metrics(args.weights, speeds=table)
+        checkpoints.record_metrics(args.weights, **{f"speeds{suffix}": table})
     if args.samples:
         spread = metrics.sample_spread(model, args.samples, num_clips=args.clips, batch_size=args.batch_size,
                                        device=device, generate_kwargs=kwargs, progress=False)
-        checkpoints.record_metrics(args.weights, samples=spread)
+        checkpoints.record_metrics(args.weights, **{f"samples{suffix}": spread})
         print(json.dumps(spread))
     return 0

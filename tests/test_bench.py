@@ -34,7 +34,8 @@ def test_bench_counts_network_evaluations():
                                                            predictor_net="framestack"))
     for kwargs in ({"steps": 3}, {"steps": 3, "guidance": 1.0}):
         assert bench.network_evaluations(with_guess, kwargs) == with_guess.network_evaluations(10, 10, **kwargs)
-    assert bench.network_evaluations(with_guess, {"steps": 3}) == 4
+    assert bench.network_evaluations(with_guess, {"steps": 3, "start": 1.0}) == 4  # 3 steps + the predictor
+    assert bench.network_evaluations(with_guess, {"steps": 3}) == 2  # by default from the guess: step 0 alone
     del torch
 
 

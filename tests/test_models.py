@@ -221,7 +221,7 @@ def test_a_predictor_grows_from_a_trained_model_exactly_and_sees_only_the_contex
     context = torch.rand(2, 3, 1, 64, 64)
     with torch.no_grad():
         assert torch.equal(plain.generate(context, 2, seed=3, steps=2, progress=False),
-                           grown.generate(context, 2, seed=3, steps=2, progress=False))
+                           grown.generate(context, 2, seed=3, steps=2, start=1.0, progress=False))  # from noise
     # the guess keeps the given frames and depends on nothing else: not on the frames to be generated
     cond, mask = torch.rand(2, 5, 1, 64, 64) * 2 - 1, torch.tensor([[1.0, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
     other = cond.clone()
@@ -238,7 +238,9 @@ def test_a_predictor_grows_from_a_trained_model_exactly_and_sees_only_the_contex
         grown.generate(context, 2, sampler="predictor", return_trace=True)
     with pytest.raises(ValueError, match="unknown sampler"):
         plain.generate(context, 2, sampler="predictor")
-    assert grown.network_evaluations(3, 2, steps=5) == 6 and grown.network_evaluations(3, 2, steps=5, guidance=1.0) == 12
+    assert grown.network_evaluations(3, 2, steps=5, start=1.0) == 6  # 5 steps from noise + the predictor's call
+    assert grown.network_evaluations(3, 2, steps=5, start=1.0, guidance=1.0) == 12
+    assert grown.network_evaluations(3, 2, steps=5) == 3  # by default from the guess: steps 250 and 0 of 5
     with pytest.raises(ValueError, match="predictor=8"):  # growing never drops the predictor
         video_diffusion.continued(grown, video_diffusion.PRESETS["nano"])
     other_net = next(n for n in video_diffusion.PREDICTOR_NETS if n != net)
@@ -321,7 +323,7 @@ def test_predictor_only_trains_the_predictor_alone_and_then_grows_into_joint_tra
     context = torch.rand(1, 3, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(joint.predict_mean(context, 2), checkpoints.load(out).predict_mean(context, 2))
-        assert torch.equal(joint.generate(context, 2, seed=3, steps=2, progress=False),
+        assert torch.equal(joint.generate(context, 2, seed=3, steps=2, start=1.0, progress=False),
                            checkpoints.load(path).generate(context, 2, seed=3, steps=2, progress=False))
     # or a denoiser trained with a guess takes a predictor trained alone for longer (--predictor-from)
     fresh = tmp_path / "fresh.pt"

@@ -79,3 +79,29 @@ def test_start_errors(model):
         model.generate(context, 2, sampler="predictor", start=5.0, progress=False)
     with pytest.raises(ValueError, match="use 2 or more"):
         model.generate(context, 2, steps=1, start=0.5, progress=False)
+
+
+def test_the_default_start_is_the_guess_with_context_and_pure_noise_without(model):
+    context = data.standard_test_set(1)[:, :3]
+    assert model.default_start(3, 10) == video_diffusion.START_FROM_GUESS < 1
+    assert model.default_start(0, 10) == 1.0 and model.default_start(3, 1) == 1.0  # no context; a one-step sampler
+    torch.testing.assert_close(model.generate(context, 2, seed=1, steps=10, progress=False),
+                               model.generate(context, 2, seed=1, steps=10, start=video_diffusion.START_FROM_GUESS,
+                                              progress=False), rtol=0, atol=0)
+    assert model.network_evaluations(3, 2, steps=10) == model.network_evaluations(3, 2, steps=10, start=0.3) < \
+        model.network_evaluations(3, 2, steps=10, start=1.0)
+    assert model.network_evaluations(0, 2, steps=10) == model.network_evaluations(0, 2, steps=10, start=1.0)
+    empty = torch.zeros(1, 0, 1, 64, 64)  # unconditional: the same as pure noise, step for step
+    torch.testing.assert_close(model.generate(empty, 2, seed=2, steps=3, progress=False),
+                               model.generate(empty, 2, seed=2, steps=3, start=1.0, progress=False), rtol=0, atol=0)
+    plain = video_diffusion.Model(video_diffusion.PRESETS["nano"]).eval()  # no predictor: pure noise
+    assert plain.default_start(3, 10) == 1.0
+
+
+def test_the_explorer_shows_the_whole_chain_from_noise(model):
+    from minivid.widgets import DenoiseState
+
+    state = DenoiseState(model, num_clips=1)
+    state.update(steps=4)
+    trace = state.sample()
+    assert trace[0]["t"] == 999 and len(trace) == 5  # 4 steps from pure noise + the final sample

@@ -196,6 +196,12 @@ def test_cli_evaluate_records_into_the_manifest(tmp_path, capsys):
     assert set(metrics_["speeds"]) == {"0.1", "0.05"} and metrics_["samples"]["samples"] == 2
     assert metrics_["speeds"]["0.1"]["mse"] == metrics_["protocol"]["mse"]
     assert checkpoints.load_export(export)[1]["sha256"] == checkpoints.sha256(export)  # weights untouched
+    assert cli.main([*args[:-1], '{"steps": 2}', "--name", "two", "--speeds", "0.05", "--samples", "2"]) == 0
+    named = json.loads(export.with_suffix(".json").read_text())["metrics"]
+    assert named["two"]["generate_kwargs"] == {"steps": 2} and set(named["speeds_two"]) == {"0.1", "0.05"}
+    assert named["speeds_two"]["0.1"]["mse"] == named["two"]["mse"] and named["samples_two"]["samples"] == 2
+    assert named["protocol"] == metrics_["protocol"] and named["speeds"] == metrics_["speeds"]  # the default's kept
+    assert named["samples"] == metrics_["samples"]
     capsys.readouterr()
     assert cli.main([*args, "--speeds", "fast"]) == 2
     assert "--speeds expects numbers" in capsys.readouterr().err

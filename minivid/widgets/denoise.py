@@ -5,7 +5,9 @@
 
 Pick a test clip and a sampler (DDPM or DDIM, steps, guidance, seed) and press *Sample*; then drag
 or play the step slider. For every generated frame you see the noisy x_t (top row) and the model's
-current guess of the clean clip x0 (bottom row), with the noise schedule marking the step.
+current guess of the clean clip x0 (bottom row), with the noise schedule marking the step. It always
+samples from pure noise (start=1), the whole reverse process, where `generate` on a model with a predictor
+starts by default from the predictor's guess part-way down (see `video_diffusion.START_FROM_GUESS`).
 
 The logic is the plain class `DenoiseState` (the tests drive it without a browser); the widget only
 wires controls to it. Trajectories are cached per setting, so moving the step slider never reruns
@@ -34,6 +36,7 @@ class DenoiseState:
         self.cache: dict[tuple, list] = {}
         self.step = 0
         self.runs = 0  # how many times the model was actually sampled (the tests check the cache)
+        self.from_noise = {"start": 1.0} if hasattr(model, "default_start") else {}  # the whole chain, not SDEdit
 
     def key(self) -> tuple:
         return tuple(self.settings[k] for k in ("clip", "sampler", "steps", "guidance", "seed"))
@@ -56,7 +59,7 @@ class DenoiseState:
             s = self.settings
             context = self.clips[s["clip"] : s["clip"] + 1, : self.context]
             _, trace = self.model.generate(context, self.num_frames, seed=s["seed"], progress=progress, return_trace=True,
-                                           steps=s["steps"], sampler=s["sampler"], guidance=s["guidance"])
+                                           steps=s["steps"], sampler=s["sampler"], guidance=s["guidance"], **self.from_noise)
             final = {"t": None, "x_t": trace[-1]["x0"], "x0": trace[-1]["x0"]}  # after the last step: the clean sample
             self.cache[self.key()] = [*trace, final]
             self.runs += 1
