@@ -1,6 +1,6 @@
 """A causal few-step student distilled from the bidirectional diffusion teacher (CausVid, stage 1).
 
-The teacher (`minivid/video_diffusion.py`) denoises a whole clip at once in 20 DDIM steps: every frame
+The teacher (`minivid/video_diffusion.py`) denoises a whole clip at once in 20 DDIM steps from pure noise: every frame
 waits for the last step, and every step runs all frames. CausVid (Yin et al. 2025, "From Slow
 Bidirectional to Fast Autoregressive Video Diffusion Models") trains a student that makes one frame at
 a time, in 1-4 steps, seeing only the past, so frames stream out as they are made. Here:
@@ -98,7 +98,7 @@ class Config:
     diffusion_steps: int = 1000
     prediction: str = "v"  # what the network outputs; the loss compares the x_0 it implies
     timesteps: tuple = (999, 749, 499, 249)  # the student's noise levels, noisiest first (CausVid uses 4)
-    teacher_steps: int = 20  # the teacher's DDIM steps per trajectory: its own default, so we copy the teacher at 20
+    teacher_steps: int = 20  # the teacher's DDIM steps per trajectory from pure noise: its own default step count
     sample_steps: int = 4  # steps per frame by default: the most the student was trained for
     dmd: float = 0.0  # stage 2: the weight of distribution matching (0: stage 1 only; see the docstring)
     regression: float = 1.0  # stage 2: the weight kept on stage 1's regression onto the teacher's frames

@@ -11,8 +11,9 @@ loss on the frames to be generated: its guess (the mean future, a blur where it 
 denoiser as one more input channel. It is a narrower 3D UNet (`predictor_net="unet"`), or a much cheaper
 2D CNN over frames stacked as channels (`"framestack"`, `minivid/models/framestack.py`, after SimVP). The
 predictor gets the motion, diffusion adds the detail (after Yang, Srivastava & Mandt 2022, "Diffusion
-Probabilistic Modeling for Video Generation", whose diffusion models the residual). The denoiser still predicts the clean clip, so sampling and its
-trace are unchanged.
+Probabilistic Modeling for Video Generation", whose diffusion models the residual). The denoiser still predicts the
+clean clip, so the sampler is the same; given context, a model with a predictor starts it by default from the guess,
+noised part-way down the schedule, and runs only the steps below (START_FROM_GUESS; `start=1` is pure noise).
 """
 
 from __future__ import annotations
@@ -182,8 +183,8 @@ class Model(torch.nn.Module):
         classifier-free guidance weight w (0 = none); start: where sampling starts, a share of the schedule (1:
         pure noise; below 1, for a model with a predictor: its guess, noised to the highest of the sampler's
         timesteps at or below start × (T − 1), and only the steps from there run, so the sample stays near the
-        guess and the denoiser adds the detail; SDEdit). By default (None) START_FROM_GUESS for a model with a
-        predictor given context frames, else 1.
+        guess and the denoiser adds the detail; SDEdit). By default (None) `default_start(t0, steps)`: the guess
+        at START_FROM_GUESS for a model with a predictor given context, pure noise otherwise.
         Returns (b, num_frames, c, h, w) in [0, 1], or (video, trace) with the trace of every step that ran.
         """
         validate_video(context, "context", channels=1, size=64)
@@ -196,8 +197,7 @@ class Model(torch.nn.Module):
                 f"context ({t0}) + num_frames ({num_frames}) = {t0 + num_frames} frames, but this model "
                 f"generates clips of at most {c.num_frames}; use fewer frames or the hybrid for long rollouts"
             )
-        steps = c.sample_steps if steps is None else steps
-        begin = self._start_step(self.default_start(t0, steps) if start is None else start)
+        steps, begin = self._schedule(t0, steps, start)
         if sampler == "predictor" and self.predictor is not None:  # the deterministic guess alone: no diffusion
             if return_trace:
                 raise ValueError("sampler 'predictor' makes one deterministic guess: it has no denoising trace")
@@ -245,10 +245,9 @@ class Model(torch.nn.Module):
 
     def network_evaluations(self, num_context: int, num_frames: int, steps: int | None = None,
                             guidance: float = 0.0, **generate_kwargs) -> int:
-        """How many network calls `generate` makes for these settings: one per step, two with guidance."""
-        steps = self.config.sample_steps if steps is None else steps
-        start = generate_kwargs.get("start")
-        begin = self._start_step(self.default_start(num_context, steps) if start is None else start)
+        """How many network calls `generate` makes for these settings: one per step that runs (from its start, by
+        default the guess where it has context) and one of the predictor, twice all that with guidance."""
+        steps, begin = self._schedule(num_context, steps, generate_kwargs.get("start"))
         if generate_kwargs.get("sampler") == "predictor" and self.predictor is not None:
             return 1
         steps = len(diffusion.started_timesteps(self.config.diffusion_steps, steps, begin))
@@ -257,9 +256,18 @@ class Model(torch.nn.Module):
 
     def default_start(self, num_context: int, steps: int) -> float:
         """`generate`'s start when none is given: from the guess (START_FROM_GUESS) where there is a predictor and
-        context to guess from; from pure noise otherwise (an unconditional guess is a blur of every future) and
-        for a one-step sampler (its one step is at pure noise)."""
-        return START_FROM_GUESS if self.predictor is not None and num_context > 0 and steps >= 2 else 1.0
+        context to guess from, and at least two of the sampler's `steps` lie below it; from pure noise otherwise
+        (an unconditional guess is a blur of every future, and a guess redrawn by the last step alone, at t = 0,
+        would come back unchanged: at 10 steps three run below 0.3, at 4 or fewer only the last)."""
+        if self.predictor is None or num_context == 0 or steps < 2:
+            return 1.0
+        below = diffusion.started_timesteps(self.config.diffusion_steps, steps, self._start_step(START_FROM_GUESS))
+        return START_FROM_GUESS if len(below) >= 2 else 1.0
+
+    def _schedule(self, num_context: int, steps: int | None, start: float | None) -> tuple:
+        """(steps, the timestep sampling begins at or None for pure noise): the defaults resolved, in one place."""
+        steps = self.config.sample_steps if steps is None else steps
+        return steps, self._start_step(self.default_start(num_context, steps) if start is None else start)
 
     def _start_step(self, start: float) -> int | None:
         """The timestep a start of `start` (a share of the schedule) asks for, start × (T − 1) rounded; None for

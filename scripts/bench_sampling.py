@@ -29,11 +29,11 @@ def main():
         for label, kwargs in (("default", {}), ("from noise", {"start": 1.0})):
             times = []
             for r in range(args.repeats + 1):
-                start = time.perf_counter()
+                began = time.perf_counter()
                 model.generate(context, 10, seed=r, steps=steps, progress=False, **kwargs)
                 if args.device.startswith("cuda"):
                     torch.cuda.synchronize()
-                times.append(time.perf_counter() - start)
+                times.append(time.perf_counter() - began)
             med = statistics.median(times[1:])  # the first run warms caches up
             calls = model.network_evaluations(10, 10, steps=steps, **kwargs)
             print(f"  {steps:3d} DDIM steps, {label:10s}: median {med:6.2f} s, {calls:2d} network evaluations "

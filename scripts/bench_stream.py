@@ -63,11 +63,11 @@ def main():
         out[f"student_{steps}_steps"] = row
         print(f"student, {steps} step(s): {row['fps']:5.1f} frames/s; median frame time {row['seconds_first_10']:.3f} s "
               f"over frames 1-10, {row['seconds_last_10']:.3f} s over the last 10")
-    rows = (("teacher (diffusion from noise, 20 steps: how the student was taught)", "diffusion", {"start": 1.0}),
-            ("diffusion default (from its guess, 6 of 20 steps)", "diffusion_default", {}),
-            ("hybrid (default schedule)", "hybrid", {}))
-    for label, key, kwargs in rows:
-        model = minivid.pretrained(key.removesuffix("_default"), device=device)
+    rows = (("teacher (diffusion from noise, 20 steps: how the student was taught)", "diffusion", "diffusion", {"start": 1.0}),
+            ("diffusion default (from its guess, 6 of 20 steps)", "diffusion_default", "diffusion", {}),
+            ("hybrid (default schedule)", "hybrid", "hybrid", {}))
+    for label, key, model_name, kwargs in rows:
+        model = minivid.pretrained(model_name, device=device)
         model.generate(context, 10, seed=0, progress=False, **kwargs)
         sync(device)
         start = time.perf_counter()

@@ -34,8 +34,9 @@ def test_bench_counts_network_evaluations():
                                                            predictor_net="framestack"))
     for kwargs in ({"steps": 3}, {"steps": 3, "guidance": 1.0}):
         assert bench.network_evaluations(with_guess, kwargs) == with_guess.network_evaluations(10, 10, **kwargs)
-    assert bench.network_evaluations(with_guess, {"steps": 3, "start": 1.0}) == 4  # 3 steps + the predictor
-    assert bench.network_evaluations(with_guess, {"steps": 3}) == 2  # by default from the guess: step 0 alone
+    assert bench.network_evaluations(with_guess, {"steps": 3}) == 4  # too few steps below 0.3: from noise, + predictor
+    assert bench.network_evaluations(with_guess, {"steps": 10}) == 4  # by default from the guess: 3 of 10 + predictor
+    assert bench.network_evaluations(with_guess, {"steps": 10, "start": 1.0}) == 11
     del torch
 
 
@@ -65,5 +66,5 @@ def test_bench_counts_calls_per_clip_over_several_batches(monkeypatch):
     from minivid import checkpoints
 
     (row,) = bench.run(2, methods=["diffusion"], generate_kwargs={"diffusion": {"steps": 2}}, progress=False)
-    per_clip = checkpoints.pretrained("diffusion").network_evaluations(10, 10, steps=2)  # 2 steps (+1 predictor call)
-    assert per_clip in (2, 3) and row["network_evals_per_clip"] == per_clip and row["clips"] == 2
+    per_clip = checkpoints.pretrained("diffusion").network_evaluations(10, 10, steps=2)  # 2 steps from noise + predictor
+    assert per_clip == 3 and row["network_evals_per_clip"] == per_clip and row["clips"] == 2

@@ -85,10 +85,18 @@ def test_the_default_start_is_the_guess_with_context_and_pure_noise_without(mode
     context = data.standard_test_set(1)[:, :3]
     assert model.default_start(3, 10) == video_diffusion.START_FROM_GUESS < 1
     assert model.default_start(0, 10) == 1.0 and model.default_start(3, 1) == 1.0  # no context; a one-step sampler
+    for steps in (2, 3, 4):  # only t = 0 lies below 0.3 of the schedule: the guess would come back as it went in
+        assert model.default_start(3, steps) == 1.0
+        torch.testing.assert_close(model.generate(context, 2, seed=1, steps=steps, progress=False),
+                                   model.generate(context, 2, seed=1, steps=steps, start=1.0, progress=False))
+    assert model.default_start(3, 5) == video_diffusion.START_FROM_GUESS  # 250 and 0 run
+    one = model.generate(context, 2, seed=1, steps=1, progress=False)  # one step, from pure noise
+    torch.testing.assert_close(one, model.generate(context, 2, seed=1, steps=1, start=1.0, progress=False))
     torch.testing.assert_close(model.generate(context, 2, seed=1, steps=10, progress=False),
                                model.generate(context, 2, seed=1, steps=10, start=video_diffusion.START_FROM_GUESS,
                                               progress=False), rtol=0, atol=0)
-    assert model.network_evaluations(3, 2, steps=10) == model.network_evaluations(3, 2, steps=10, start=0.3) < \
+    assert model.network_evaluations(3, 2, steps=10) == \
+        model.network_evaluations(3, 2, steps=10, start=video_diffusion.START_FROM_GUESS) < \
         model.network_evaluations(3, 2, steps=10, start=1.0)
     assert model.network_evaluations(0, 2, steps=10) == model.network_evaluations(0, 2, steps=10, start=1.0)
     empty = torch.zeros(1, 0, 1, 64, 64)  # unconditional: the same as pure noise, step for step

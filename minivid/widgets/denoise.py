@@ -16,6 +16,8 @@ the model.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from minivid import data
@@ -36,7 +38,8 @@ class DenoiseState:
         self.cache: dict[tuple, list] = {}
         self.step = 0
         self.runs = 0  # how many times the model was actually sampled (the tests check the cache)
-        self.from_noise = {"start": 1.0} if hasattr(model, "default_start") else {}  # the whole chain, not SDEdit
+        takes_start = "start" in inspect.signature(model.generate).parameters
+        self.from_noise = {"start": 1.0} if takes_start else {}  # the whole chain from noise, not from a guess
 
     def key(self) -> tuple:
         return tuple(self.settings[k] for k in ("clip", "sampler", "steps", "guidance", "seed"))
