@@ -46,9 +46,9 @@ from einops import rearrange
 from tqdm.auto import tqdm
 
 from minivid.metrics import validate_video
+from minivid.models import framestack
 from minivid.models import transformer as tfm
 from minivid.models import vqvae
-from minivid.models import framestack
 from minivid.models.framestack import FrameStackPredictor
 
 DECODINGS = ("sequential", "parallel", "diagonal")

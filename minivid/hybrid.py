@@ -105,9 +105,8 @@ class Model(torch.nn.Module):
                                              guess=bool(config.predictor)))
         if config.predictor_only and not config.predictor:
             raise ValueError("predictor_only trains the predictor alone: give it one, e.g. --set predictor=192")
-        if (config.predictor_hidden, config.predictor_blocks) != (framestack.HIDDEN, framestack.BLOCKS) and not config.predictor:
-            raise ValueError("predictor_hidden and predictor_blocks shape a predictor: give the hybrid one, e.g. "
-                             "--set predictor=192")
+        framestack.check_shape_has_predictor(config.predictor_hidden, config.predictor_blocks, bool(config.predictor),
+                                             "hybrid", "--set predictor=192")
         self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor, hidden=config.predictor_hidden,
                                              blocks=config.predictor_blocks) if config.predictor else None
 

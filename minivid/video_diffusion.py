@@ -99,10 +99,9 @@ class Model(torch.nn.Module):
         if config.predictor_only and not config.predictor:
             raise ValueError("predictor_only trains the predictor alone: give it one, e.g. --set predictor=128 "
                              "--set predictor_net=framestack")
-        if (config.predictor_hidden, config.predictor_blocks) != (framestack.HIDDEN, framestack.BLOCKS) and not (
-                config.predictor and config.predictor_net == "framestack"):
-            raise ValueError("predictor_hidden and predictor_blocks shape a frame-stack predictor: give the model one, "
-                             "e.g. --set predictor=192 --set predictor_net=framestack")
+        framestack.check_shape_has_predictor(config.predictor_hidden, config.predictor_blocks,
+                                             bool(config.predictor) and config.predictor_net == "framestack",
+                                             "model", "--set predictor=192 --set predictor_net=framestack")
         self.predictor = None
         if config.predictor and config.predictor_net == "framestack":  # translator width = config.predictor
             self.predictor = FrameStackPredictor(frames=config.num_frames, width=config.predictor,

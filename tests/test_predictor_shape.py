@@ -83,7 +83,7 @@ def test_a_shape_that_cannot_be_built_or_is_not_read_is_refused(tmp_path):
     unet = {**video_diffusion.PRESETS["nano"].__dict__, "predictor": 8, "predictor_net": "unet", "predictor_blocks": 2}
     with pytest.raises(ValueError, match="predictor_hidden and predictor_blocks shape a frame-stack predictor"):
         video_diffusion.Model(video_diffusion.Config(**unet))
-    with pytest.raises(ValueError, match="shape a predictor: give the hybrid one"):
+    with pytest.raises(ValueError, match="shape a frame-stack predictor: give the hybrid one"):
         hybrid.Model(hybrid.Config(**{**hybrid.PRESETS["nano"].__dict__, "predictor_hidden": 8}))
     # a hybrid started from a diffusion model (--init) whose predictor has another shape: the error names --init
     wide = video_diffusion.Model(video_diffusion.Config(**{**video_diffusion.PRESETS["nano"].__dict__, "predictor": 8,

@@ -34,6 +34,13 @@ class ResConv(nn.Module):
 HIDDEN, BLOCKS = 16, 6  # the default shape: channels per frame (encoder and decoder), translator blocks
 
 
+def check_shape_has_predictor(hidden: int, blocks: int, has_frame_stack: bool, family: str, hint: str) -> None:
+    """A config's predictor_hidden / predictor_blocks shape a frame stack: refuse them changed where there is none."""
+    if (hidden, blocks) != (HIDDEN, BLOCKS) and not has_frame_stack:
+        raise ValueError(f"predictor_hidden and predictor_blocks shape a frame-stack predictor: give the {family} one, "
+                         f"e.g. {hint}")
+
+
 class FrameStackPredictor(nn.Module):
     def __init__(self, frames: int, width: int, channels: int = 1, hidden: int = HIDDEN, blocks: int = BLOCKS):
         super().__init__()
