@@ -98,6 +98,9 @@ def _add_family_commands(sub):
     p.add_argument("--num-frames", type=int, default=10, help="frames to generate")
     p.add_argument("--num", type=int, default=4, help="how many clips")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (family default if omitted)")
+    p.add_argument("--start", type=float, default=None,
+                   help="where diffusion and the hybrid start, a share of the schedule: 1 = pure noise, below 1 = the "
+                        "predictor's guess noised that far (family default if omitted: from the guess, given context)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--fps", type=float, default=5, help="frames per second of the written video")

@@ -228,6 +228,19 @@ def timesteps_for(num_train_steps: int, num_sample_steps: int) -> torch.Tensor:
     return torch.linspace(num_train_steps - 1, 0, num_sample_steps).round().long()
 
 
+def start_timestep(start: float, num_train_steps: int, has_predictor: bool, model: str = "model") -> int | None:
+    """The timestep a start of `start` (a share of the schedule) asks for, start × (T − 1) rounded; None for pure
+    noise (start = 1). Below 1 sampling begins from a predictor's guess, so the model must have one."""
+    if isinstance(start, bool) or not isinstance(start, (int, float)) or not 0 < start <= 1:
+        raise ValueError(f"start must be in (0, 1], the share of the schedule sampling starts from; got {start!r}")
+    if start == 1:
+        return None
+    if not has_predictor:
+        raise ValueError(f"start below 1 begins from the predictor's guess: this {model} has no predictor "
+                         "(trained without --set predictor=WIDTH)")
+    return round(start * (num_train_steps - 1))
+
+
 def started_timesteps(num_train_steps: int, num_sample_steps: int, start: int | None = None) -> list:
     """The timesteps of `timesteps_for` a sampler visits when it starts at timestep `start` (None: all of them):
     those at or below it. With two or more steps the last is 0, so at least one remains."""

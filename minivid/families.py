@@ -190,11 +190,14 @@ def sample_cli(args) -> int:
             model = checkpoints.pretrained(family.name)
         model = model.to(args.device).eval()
         kwargs = {}
-        if args.steps is not None:
-            if "steps" in inspect.signature(model.generate).parameters:
-                kwargs["steps"] = args.steps
+        for option, value, why in (("steps", args.steps, "it has no denoising steps"),
+                                   ("start", getattr(args, "start", None), "it does not start from a guess")):
+            if value is None:
+                continue
+            if option in inspect.signature(model.generate).parameters:
+                kwargs[option] = value
             else:
-                print(f"{family.name}: --steps does not apply (it has no denoising steps)")
+                print(f"{family.name}: --{option} does not apply ({why})")
         with sampling_progress(model, family.name, args.context, args.num_frames, args.num, kwargs), torch.no_grad():
             video = model.generate(context.to(args.device), args.num_frames, seed=args.seed, progress=False, **kwargs)
         predictions[family.name] = video.cpu()
@@ -226,7 +229,7 @@ def sampling_progress(model, name: str, num_context: int, num_frames: int, num_c
     network = getattr(model, "transformer", model)  # the autoregressive sampler calls its transformer directly
     plan = (f"{total} network evaluations; the first {timed} are timed for an estimate" if total and total > timed else
             f"{total} network evaluations" if total else "network evaluations counted as they run")
-    print(f"{name}: {num_clips} clips, {num_context} context + {num_frames} new frames: {plan}")
+    print(f"{name}: {num_clips} clip{'s' if num_clips != 1 else ''}, {num_context} context + {num_frames} new frames: {plan}")
     bar = tqdm(total=total, desc=name, unit="eval")
     times = []
     start = time.perf_counter()

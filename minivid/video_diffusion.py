@@ -271,14 +271,7 @@ class Model(torch.nn.Module):
     def _start_step(self, start: float) -> int | None:
         """The timestep a start of `start` (a share of the schedule) asks for, start × (T − 1) rounded; None for
         pure noise. The sampler begins at the highest of its timesteps at or below it (`started_timesteps`)."""
-        if not 0 < start <= 1:
-            raise ValueError(f"start must be in (0, 1], the share of the schedule sampling starts from; got {start!r}")
-        if start == 1:
-            return None
-        if self.predictor is None:
-            raise ValueError("start below 1 begins from the predictor's guess: this model has no predictor "
-                             "(trained without --set predictor=WIDTH)")
-        return round(start * (self.config.diffusion_steps - 1))
+        return diffusion.start_timestep(start, self.config.diffusion_steps, self.predictor is not None)
 
     def _guess_or_none(self, cond, cond_mask):
         return None if self.predictor is None else self.guess(cond, cond_mask)

@@ -20,7 +20,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--horizon", type=int, default=60)
-    parser.add_argument("--steps", type=int, default=10, help="diffusion sampling steps per chunk (started from its guess, diffusion runs those below 0.3 of its schedule: 3 of 10)")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="diffusion and hybrid sampling steps per chunk (started from their guesses, diffusion runs "
+                        "those below 0.3 of its schedule, 3 of 10, and the hybrid's pyramid is capped at level 5 of 10)")
     parser.add_argument("--methods", default=None, help="comma-separated pretrained models to roll out (default: every "
                         "shipped diffusion, autoregressive and hybrid model); the two baselines always run, they cost nothing")
     parser.add_argument("--json", default=None)

@@ -124,3 +124,18 @@ def test_cli_sample_refuses_what_it_cannot_do(tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err
     assert cli.main(["sample", "diffusion", "hybrid", "--checkpoint", str(tmp_path / "x.pt")]) == 2
     assert "--checkpoint names one model" in capsys.readouterr().err
+
+
+def test_cli_sample_passes_start_where_a_model_takes_it(tmp_path, monkeypatch, capsys):
+    torch.manual_seed(0)
+    models = {"hybrid": _tiny("hybrid").eval(), "autoregressive": _tiny("autoregressive").eval()}
+    monkeypatch.setattr(checkpoints, "pretrained", lambda name, device=None: models[name])
+    assert cli.main(["sample", "hybrid", "autoregressive", "--num", "1", "--context", "2", "--num-frames", "1",
+                     "--steps", "2", "--start", "1", "--scale", "1", "--out", str(tmp_path / "s.gif")]) == 0
+    printed = capsys.readouterr().out
+    assert "hybrid: 1 clip, 2 context + 1 new frames: 2 network evaluations" in printed
+    assert "autoregressive: --start does not apply (it does not start from a guess)" in printed
+    # a start below 1 needs a predictor: one clear error, no traceback
+    assert cli.main(["sample", "hybrid", "--num", "1", "--context", "2", "--num-frames", "1", "--steps", "4",
+                     "--start", "0.5", "--out", str(tmp_path / "t.gif")]) == 2
+    assert "this hybrid has no predictor" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def test_network_evaluations_count_the_started_steps(model, start):
 
 def test_start_errors(model):
     context = data.standard_test_set(1)[:, :3]
-    for bad in (0, -0.5, 1.5):
+    for bad in (0, -0.5, 1.5, True, "0.5"):
         with pytest.raises(ValueError, match=r"start must be in \(0, 1\]"):
             model.generate(context, 2, steps=2, start=bad, progress=False)
     plain = video_diffusion.Model(video_diffusion.PRESETS["nano"]).eval()
