@@ -17,6 +17,9 @@ The hybrid sits between them (AR-Diffusion, Sun et al. 2025; Diffusion Forcing, 
   network as the diffusion model's) guesses every new frame of a window from its context alone, once per
   window, and the network reads that guess as one more input channel. The guess depends only on the past,
   so the hybrid stays causal. The predictor can come trained from a diffusion export (`--predictor-from`).
+  Sampling then starts every new frame from that guess, noised part-way (`generate(..., start=s)`, by default
+  START_FROM_GUESS given context): the grid is capped at the start's level (`cap_grid`), so each frame runs
+  only the steps below it; `start=1` is pure noise.
 
 One reverse step is `diffusion.step`, applied per frame: frames whose level does not change in a row
 stay where they are.
