@@ -241,6 +241,18 @@ def start_timestep(start: float, num_train_steps: int, has_predictor: bool, mode
     return round(start * (num_train_steps - 1))
 
 
+def default_start(share: float, num_train_steps: int, num_sample_steps: int, has_predictor: bool,
+                  num_context: int) -> float:
+    """Where a model starts sampling when no start is given: from its predictor's guess at `share` of the schedule
+    where it has a predictor, context to guess from, and at least two of its sampler's steps at or below that share;
+    from pure noise (1.0) otherwise. An unconditional guess is a blur of every future, and a guess redrawn by the last
+    step alone, at t = 0, would come back nearly unchanged."""
+    if not has_predictor or num_context == 0 or num_sample_steps < 2:
+        return 1.0
+    below = started_timesteps(num_train_steps, num_sample_steps, start_timestep(share, num_train_steps, True))
+    return share if len(below) >= 2 else 1.0
+
+
 def started_timesteps(num_train_steps: int, num_sample_steps: int, start: int | None = None) -> list:
     """The timesteps of `timesteps_for` a sampler visits when it starts at timestep `start` (None: all of them):
     those at or below it. With two or more steps the last is 0, so at least one remains."""

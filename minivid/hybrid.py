@@ -274,18 +274,37 @@ class Model(torch.nn.Module):
         return total
 
     def default_start(self, num_context: int, steps: int) -> float:
-        """`generate`'s start when none is given: from the guess (START_FROM_GUESS) where there is a predictor and
-        context to guess from, and at least two of the `steps` levels lie below it; from pure noise otherwise (an
-        unconditional guess is a blur of every future, and a guess redrawn by one step alone comes back nearly
-        unchanged)."""
-        if self.predictor is None or num_context == 0 or steps < 2:
-            return 1.0
-        return START_FROM_GUESS if self.start_level(START_FROM_GUESS, steps) >= 2 else 1.0
+        """`generate`'s start when none is given (`diffusion.default_start`): the guess at START_FROM_GUESS where
+        there is a predictor, context and two or more of the `steps` levels below it; pure noise otherwise."""
+        return diffusion.default_start(START_FROM_GUESS, self.config.diffusion_steps, steps, self.predictor is not None,
+                                       num_context)
 
     def _window_start(self, num_context: int, steps: int, start: float | None) -> int | None:
         """The level one window starts at (None: pure noise): `start`, or by default `default_start` for the context
         this window has, so a rollout from nothing starts its later windows, which have context, from their guess."""
         return self.start_level(self.default_start(num_context, steps) if start is None else start, steps)
+
+    def _window_guess(self, past: torch.Tensor, n: int) -> torch.Tensor:
+        """The predictor's guess of a window (model range): the `past` frames as given, then `n` new frames."""
+        b, k = past.shape[:2]
+        window = torch.cat([past, past.new_zeros(b, n, *past.shape[2:])], dim=1)
+        return self.guess(window, (torch.arange(k + n, device=past.device) < k).expand(b, k + n))
+
+    @torch.no_grad()
+    def predict_mean(self, context: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """The predictor's deterministic guess of `num_frames` frames after `context` (b, t0, c, h, w) in [0, 1]:
+        what `generate` starts each frame of its first window from. The last `max_context` frames are read, and
+        they and the new frames must fit the window."""
+        validate_video(context, "context", channels=1, size=64)
+        if self.predictor is None:
+            raise ValueError("this hybrid has no predictor (trained without --set predictor=WIDTH)")
+        c = self.config
+        past = diffusion.to_model_range(context.to(self.alpha_bar.device))[:, -c.max_context:]
+        num_frames = _int_at_least("num_frames", num_frames, 1)
+        if past.shape[1] + num_frames > c.num_frames:
+            raise ValueError(f"num_frames must fit the window: {past.shape[1]} context + {num_frames} > "
+                             f"{c.num_frames} frames")
+        return diffusion.from_model_range(self._window_guess(past, num_frames)[:, past.shape[1]:]).clamp(0, 1)
 
     def start_level(self, start: float, steps: int) -> int | None:
         """The grid level sampling starts at for a `start` (a share of the schedule), None for pure noise: the
@@ -304,10 +323,7 @@ class Model(torch.nn.Module):
         device = past.device
         x = torch.randn(b, n, *past.shape[2:], generator=generator, device=device)
         ctx_t = torch.full((b, k), context_noise if context_noise > 0 else -1, device=device)  # -1 = clean
-        guess = None
-        if self.predictor is not None:  # once per window, from the clean context alone
-            window = torch.cat([past, torch.zeros_like(x)], dim=1)
-            guess = self.guess(window, (torch.arange(k + n, device=device) < k).expand(b, k + n))
+        guess = None if self.predictor is None else self._window_guess(past, n)  # once per window, from the clean past
         if top is not None:  # every new frame starts as the guess, noised to level `top`
             t_top = level_to_timestep(torch.full((b, n), top), steps, c.diffusion_steps).to(device)
             x = diffusion.q_sample(guess[:, k:].float(), t_top, x, self.alpha_bar)

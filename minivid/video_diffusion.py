@@ -254,14 +254,11 @@ class Model(torch.nn.Module):
         return (steps + predictor) * (2 if guidance > 0 else 1)
 
     def default_start(self, num_context: int, steps: int) -> float:
-        """`generate`'s start when none is given: from the guess (START_FROM_GUESS) where there is a predictor and
-        context to guess from, and at least two of the sampler's `steps` lie below it; from pure noise otherwise
-        (an unconditional guess is a blur of every future, and a guess redrawn by the last step alone, at t = 0,
-        would come back unchanged: at 10 steps three run below 0.3, at 4 or fewer only the last)."""
-        if self.predictor is None or num_context == 0 or steps < 2:
-            return 1.0
-        below = diffusion.started_timesteps(self.config.diffusion_steps, steps, self._start_step(START_FROM_GUESS))
-        return START_FROM_GUESS if len(below) >= 2 else 1.0
+        """`generate`'s start when none is given (`diffusion.default_start`): the guess at START_FROM_GUESS where
+        there is a predictor, context and two or more of the sampler's `steps` below it (at 10 steps three run below
+        0.3, at 4 or fewer only the last); pure noise otherwise."""
+        return diffusion.default_start(START_FROM_GUESS, self.config.diffusion_steps, steps, self.predictor is not None,
+                                       num_context)
 
     def _schedule(self, num_context: int, steps: int | None, start: float | None) -> tuple:
         """(steps, the timestep sampling begins at or None for pure noise): the defaults resolved, in one place."""

@@ -6,7 +6,8 @@ The student streams `--frames` frames after the first protocol clip's 10 context
 steps; each frame is timed as it arrives (twice, the second run kept), so the readout shows whether frame
 50 costs what frame 5 did. The teacher (diffusion from pure noise at 20 steps, as it taught the student), the
 diffusion model as `generate` runs it by default (from its predictor's guess) and the hybrid (from pure noise,
-and by default, from its guess) make one 10-frame clip at once; their time per frame is that clip's time / 10 (after one warm-up clip).
+and by default, from its guess) make one 10-frame clip at once; their time per frame is that clip's time / 10
+(after one warm-up clip).
 """
 
 import argparse
@@ -67,8 +68,9 @@ def main():
             ("diffusion default (from its guess, 6 of 20 steps)", "diffusion_default", "diffusion", {}),
             ("hybrid from noise (pyramid lag 2, 10 steps)", "hybrid_from_noise", "hybrid", {"start": 1.0}),
             ("hybrid default (from its guess, the pyramid capped at 0.5)", "hybrid", "hybrid", {}))
+    models = {name: minivid.pretrained(name, device=device) for name in ("diffusion", "hybrid")}
     for label, key, model_name, kwargs in rows:
-        model = minivid.pretrained(model_name, device=device)
+        model = models[model_name]
         model.generate(context, 10, seed=0, progress=False, **kwargs)
         sync(device)
         start = time.perf_counter()

@@ -57,12 +57,15 @@ def test_the_default_starts_from_the_guess_given_context_and_from_noise_otherwis
 
 def test_a_low_start_stays_near_the_guess_and_costs_fewer_evaluations(model):
     context = data.standard_test_set(2)[:, :3]
-    window = torch.cat([context * 2 - 1, torch.zeros(2, 3, 1, 64, 64)], dim=1)
-    guess = (model.guess(window, (torch.arange(6) < 3).expand(2, 6))[:, 3:] + 1) / 2
+    guess = model.predict_mean(context, 3)
+    window = torch.cat([context * 2 - 1, torch.zeros(2, 3, 1, 64, 64)], dim=1)  # the guess is the predictor's, as given
+    assert torch.equal(guess, ((model.guess(window, (torch.arange(6) < 3).expand(2, 6))[:, 3:] + 1) / 2).clamp(0, 1))
     near = model.generate(context, 3, seed=0, steps=20, start=0.03, progress=False)  # only the last level, from t = 0
     far = model.generate(context, 3, seed=0, steps=20, start=1.0, progress=False)
     assert near.shape == far.shape == (2, 3, 1, 64, 64)
-    assert (far - guess.clamp(0, 1)).abs().mean() > 5 * (near - guess.clamp(0, 1)).abs().mean()
+    assert (far - guess).abs().mean() > 5 * (near - guess).abs().mean()
+    with pytest.raises(ValueError, match=r"num_frames must fit the window: 3 context \+ 4 > 6 frames"):
+        model.predict_mean(context, 4)
     for start in (1.0, 0.5, 0.3):
         with bench.counting_calls(model) as calls, torch.no_grad():
             _, trace = model.generate(context, 5, seed=0, steps=10, start=start, progress=False, return_trace=True)
