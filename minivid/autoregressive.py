@@ -716,9 +716,10 @@ def build(preset: str, args=None) -> Model:
         other = checkpoints.resolve(source)
         hidden, blocks = predictor_kind(getattr(other, "config", None))[2:]
         config = dataclasses.replace(config, predictor_hidden=hidden, predictor_blocks=blocks)
-    if config.predictor != model.config.predictor:
+    shape = ("predictor", "predictor_hidden", "predictor_blocks")
+    if any(getattr(config, name) != getattr(model.config, name) for name in shape):  # a new guide, or a new predictor
         model = with_guide(model, config.predictor, config.predictor_hidden, config.predictor_blocks)
-    if source:  # checked against the predictor the model has (a guided model keeps its own shape)
+    if source:  # checked against the predictor the model has now (of the source's shape)
         from minivid.video_diffusion import take_predictor
 
         take_predictor(model, other, source)
@@ -731,10 +732,12 @@ def build(preset: str, args=None) -> Model:
 def with_guide(model: Model, width: int, hidden: int = Config.predictor_hidden,
                blocks: int = Config.predictor_blocks) -> Model:
     """`model` with a predictor of `width` (`hidden` channels a frame, `blocks` translator blocks; untrained: load
-    one) and a zero guide, so it starts as `model`."""
+    one) and a zero guide, so it starts as `model`; a model that has a guide keeps it and gets the new predictor."""
     grown = Model(dataclasses.replace(model.config, predictor=width, predictor_hidden=hidden, predictor_blocks=blocks))
-    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    kept = {k: v for k, v in model.state_dict().items() if not k.startswith("predictor.")}  # a new one is loaded next
+    missing, unexpected = grown.load_state_dict(kept, strict=False)
     assert not unexpected and all(k.startswith(("predictor.", "guide_in.")) for k in missing), (missing, unexpected)
+    assert model.guide_in is None or not any(k.startswith("guide_in.") for k in missing), missing  # a guide is kept
     return grown.train(model.training)
 
 

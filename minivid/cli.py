@@ -44,7 +44,8 @@ def _add_family_commands(sub):
     p = sub.add_parser("train", help=f"train a model family ({', '.join(names)}) with the shared training loop")
     p.add_argument("family", choices=names)
     p.add_argument("--preset", default=None, help="model size preset (see each model file's PRESETS)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimizer steps; 0 exports the model as built, with a predictor from --predictor-from")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -64,7 +65,8 @@ def _add_family_commands(sub):
     p.add_argument("--predictor-from", default=None, metavar="FILE",
                    help="diffusion, hybrid or autoregressive with a predictor only: take the predictor's weights from "
                         "this export (e.g. one trained alone with --set predictor_only=True, or a diffusion model's for "
-                        "the hybrid or the token model's guide), the rest from --init")
+                        "the hybrid or the token model's guide), the rest from --init; it may replace a predictor of "
+                        "another shape (give the new shape's --set options; the token model takes it from FILE)")
     p.add_argument("--teacher", default=None, help="student only: the diffusion model to distil, a file or "
                    "pretrained:NAME (default pretrained:diffusion)")
     p.add_argument("--noise", default=None, choices=["nondecreasing", "independent"],

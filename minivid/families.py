@@ -116,7 +116,15 @@ def default_train_cli(family: Family, args) -> int:
     if getattr(args, "predictor_from", None) and family.name not in ("diffusion", "hybrid", "autoregressive"):
         raise ValueError(f"--predictor-from is for diffusion, hybrid and autoregressive models with a predictor, "
                          f"not {family.name}")
+    if args.steps is not None and args.steps < 0:
+        raise ValueError(f"--steps must be 0 or more, got {args.steps}")
+    if args.steps == 0 and (not getattr(args, "predictor_from", None) or not args.export
+                            or getattr(args, "minutes", None) is not None):
+        raise ValueError("--steps 0 assembles a model without training: --init MODEL, a predictor from "
+                         "--predictor-from FILE and --export OUT (no --minutes)")
     model = family.build(preset, args)
+    if args.steps == 0:  # assemble only: a model that takes a predictor trained alone (--predictor-from)
+        return _export_as_built(family, model, preset, args)
     make_batch = getattr(mod, "make_batch", None) or data.training_batch
     if getattr(args, "speed", None) is not None:
         data.check_speed(args.speed)
@@ -153,6 +161,20 @@ def default_train_cli(family: Family, args) -> int:
         trainer.close(wait=False)
         raise
     trainer.close()
+    return 0
+
+
+def _export_as_built(family: Family, model, preset: str, args) -> int:
+    """`minivid train FAMILY --init MODEL --predictor-from FILE --steps 0 --export OUT`: the model as `build` made
+    it, exported untrained."""
+    import os
+
+    from minivid import checkpoints
+
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 writes
+        checkpoints.export(model.eval(), family.name, args.export, preset=preset,
+                           recipe=" ".join(getattr(args, "argv", None) or _argv()), metrics={"training": {"steps": 0}})
+        print(f"wrote {args.export} (no training steps: the model as built)")
     return 0
 
 

@@ -412,8 +412,8 @@ def build(preset: str, args=None) -> Model:
         config = replace(config, noise=args.noise)
     from minivid.video_diffusion import take_predictor
 
-    model = _start(config, getattr(args, "init", None) if args is not None else None)
     source = getattr(args, "predictor_from", None) if args is not None else None
+    model = _start(config, getattr(args, "init", None) if args is not None else None, bool(source))
     if source:  # e.g. the shipped diffusion model's predictor, trained far longer than a hybrid run could
         take_predictor(model, source)
     if config.predictor_only:  # the network is frozen: the optimizer and DDP see the predictor alone
@@ -421,7 +421,7 @@ def build(preset: str, args=None) -> Model:
     return model
 
 
-def _start(config: Config, init: str | None) -> Model:
+def _start(config: Config, init: str | None, new_predictor: bool = False) -> Model:
     if not init:
         return Model(config)
     from minivid import checkpoints
@@ -433,7 +433,7 @@ def _start(config: Config, init: str | None) -> Model:
             return start.train()
         from minivid.video_diffusion import continued
 
-        return continued(start, config, init)
+        return continued(start, config, init, new_predictor)
     if family != "diffusion":
         raise ValueError(f"--init expects a diffusion or hybrid model (a file, or 'pretrained:diffusion' / "
                          f"'pretrained:hybrid'), got a {family!r} model")

@@ -322,8 +322,8 @@ def build(preset: str, args=None) -> Model:
     from minivid.families import with_overrides
 
     config = with_overrides(PRESETS[preset], args)
-    model = _start(config, getattr(args, "init", None) if args is not None else None)
     source = getattr(args, "predictor_from", None) if args is not None else None
+    model = _start(config, getattr(args, "init", None) if args is not None else None, bool(source))
     if source:  # e.g. a predictor trained alone (predictor_only) joins a denoiser that learned to read a guess
         take_predictor(model, source)
     if config.predictor_only:  # the denoiser is frozen: the optimizer and DDP see the predictor alone
@@ -373,7 +373,7 @@ def take_predictor(model, source, name: str | None = None, via: str = "--predict
     return model
 
 
-def _start(config: Config, init: str | None) -> Model:
+def _start(config: Config, init: str | None, new_predictor: bool = False) -> Model:
     if not init:
         return Model(config)
     from minivid import checkpoints
@@ -382,7 +382,7 @@ def _start(config: Config, init: str | None) -> Model:
     if getattr(start, "family", None) == "diffusion":  # continue from a video model's weights
         if start.config == config:
             return start.train()
-        return continued(start, config, init)
+        return continued(start, config, init, new_predictor)
     if getattr(start, "family", None) != "image":
         raise ValueError(f"--init expects an image or diffusion export, got a {getattr(start, 'family', None)!r} model")
     return from_image_model(start, config)
@@ -394,8 +394,10 @@ GROWABLE = ("spacetime", "min_snr_gamma", "predictor", "predictor_net", "predict
             "predictor_blocks")
 
 
-def continued(start, config, name: str = "the start model"):
-    """A model of `config` that starts from `start`'s weights; they may differ only in GROWABLE fields."""
+def continued(start, config, name: str = "the start model", new_predictor: bool = False):
+    """A model of `config` that starts from `start`'s weights; they may differ only in GROWABLE fields. A predictor
+    of another shape starts fresh, which is allowed where it is trained alone (predictor_only) or, with
+    `new_predictor` (--predictor-from), loaded next."""
     differ = [f.name for f in fields(config) if getattr(start.config, f.name) != getattr(config, f.name)]
     fixed = [f"{n} ({getattr(start.config, n)!r} there, {getattr(config, n)!r} here)" for n in differ if n not in GROWABLE]
     if fixed:
@@ -403,11 +405,12 @@ def continued(start, config, name: str = "the start model"):
     if getattr(start.config, "spacetime", False) and not config.spacetime:
         raise ValueError(f"{name} has space-time attention; continue it with --set spacetime=True")
     same = predictor_kind(start.config) == predictor_kind(config)
-    if predictor_kind(start.config)[0] and not same and not (config.predictor and config.predictor_only):
+    if predictor_kind(start.config)[0] and not same and not (config.predictor and (config.predictor_only or new_predictor)):
         keep = predictor_settings(start.config)
         raise ValueError(f"{name} has a predictor ({' '.join(keep)}); continue it with "
                          + " ".join(f"--set {k}" for k in keep)
-                         + ", or train a new one alone in its place with --set predictor_only=True")
+                         + ", train a new one alone in its place with --set predictor_only=True, or take one of "
+                         "another shape with --predictor-from FILE and its --set options")
     model = type(start)(config)
     grow(start.net, model.net)
     if start.predictor is not None and same:  # the same predictor: keep what it learned (a new one starts fresh)
