@@ -118,8 +118,8 @@ def default_train_cli(family: Family, args) -> int:
                          f"not {family.name}")
     if args.steps is not None and args.steps < 0:
         raise ValueError(f"--steps must be 0 or more, got {args.steps}")
-    if args.steps == 0 and (not getattr(args, "predictor_from", None) or not args.export
-                            or getattr(args, "minutes", None) is not None):
+    if args.steps == 0 and (not getattr(args, "init", None) or not getattr(args, "predictor_from", None)
+                            or not args.export or getattr(args, "minutes", None) is not None):
         raise ValueError("--steps 0 assembles a model without training: --init MODEL, a predictor from "
                          "--predictor-from FILE and --export OUT (no --minutes)")
     model = family.build(preset, args)

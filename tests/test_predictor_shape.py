@@ -139,8 +139,9 @@ def test_a_predictor_of_another_shape_takes_the_place_of_the_old_one_and_steps_0
     # --steps 0 needs --predictor-from and --export, and no --minutes; negative steps are refused
     capsys.readouterr()
     no_source = [a for a in args if a not in ("--predictor-from", str(tmp_path / "wider.pt"))]
+    no_init = [a for a in args if a not in ("--init", str(tmp_path / "narrow.pt"))]
     for bad in ([*args, "--steps", "0"], [*args, "--steps", "0", "--export", str(out), "--minutes", "1"],
-                [*no_source, "--steps", "0", "--export", str(out)]):
+                [*no_source, "--steps", "0", "--export", str(out)], [*no_init, "--steps", "0", "--export", str(out)]):
         assert cli.main(bad) == 2
         assert "--steps 0 assembles a model without training: --init MODEL, a predictor from" in capsys.readouterr().err
     assert cli.main([*args, "--steps", "-1", "--export", str(out)]) == 2
